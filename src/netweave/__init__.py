@@ -1,0 +1,70 @@
+"""netweave: pluggable networking stacks for asyncio, testable on a simulated network.
+
+The public surface::
+
+    channel = await netweave.connect("tcp://127.0.0.1:9000", "lp4,json")
+    async with netweave.serve("tcp://127.0.0.1:9000", "lp4,json", handler) as server: ...
+
+See ``netweave.transports`` (I/O), ``netweave.layers`` (sans-IO transforms),
+``netweave.stack`` (stacks and channels), ``netweave.observe`` (events) and
+``netweave.testing`` (conformance suites and test doubles).
+"""
+
+from ._version import __version__
+from .client import connect
+from .endpoints import Endpoint, parse_endpoint
+from .errors import (
+    ClosedResourceError,
+    ConnectFailed,
+    ConnectionBroken,
+    DeadlineExceeded,
+    DecodeError,
+    EndOfStream,
+    FrameTooLarge,
+    InvalidEndpoint,
+    InvalidStackSpec,
+    ListenFailed,
+    MissingDependency,
+    NegotiationFailed,
+    NetweaveError,
+    ProtocolError,
+    TransportError,
+    TruncatedInput,
+    UsageError,
+)
+from .registry import Registry, default_registry
+from .server import Handler, Server, serve
+from .stack import Channel, DatagramChannel, Stack, StreamChannel
+
+__all__ = [
+    "Channel",
+    "ClosedResourceError",
+    "ConnectFailed",
+    "ConnectionBroken",
+    "DatagramChannel",
+    "DeadlineExceeded",
+    "DecodeError",
+    "EndOfStream",
+    "Endpoint",
+    "FrameTooLarge",
+    "Handler",
+    "InvalidEndpoint",
+    "InvalidStackSpec",
+    "ListenFailed",
+    "MissingDependency",
+    "NegotiationFailed",
+    "NetweaveError",
+    "ProtocolError",
+    "Registry",
+    "Server",
+    "Stack",
+    "StreamChannel",
+    "TransportError",
+    "TruncatedInput",
+    "UsageError",
+    "__version__",
+    "connect",
+    "default_registry",
+    "parse_endpoint",
+    "serve",
+]

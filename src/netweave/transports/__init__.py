@@ -1,0 +1,25 @@
+"""Transports: the only place netweave does I/O.
+
+Contracts live in :mod:`netweave.transports.base`; implementations register
+under URL schemes (``tcp``, ``udp``, ``unix``, ``mem``) in the registry.
+"""
+
+from .base import (
+    Address,
+    DatagramEndpoint,
+    DatagramTransport,
+    Listener,
+    StreamConnection,
+    StreamTransport,
+    Transport,
+)
+
+__all__ = [
+    "Address",
+    "DatagramEndpoint",
+    "DatagramTransport",
+    "Listener",
+    "StreamConnection",
+    "StreamTransport",
+    "Transport",
+]

@@ -1,0 +1,1 @@
+"""Shared test configuration: every test has a timeout (pyproject), warnings are errors."""
