@@ -143,7 +143,10 @@ def parse_endpoint(url: str, *, registry: Registry | None = None) -> tuple[Endpo
         )
     scheme = url.split("://", 1)[0].lower()
     transport = reg.transport(scheme)  # raises InvalidEndpoint listing known schemes
-    parts = urlsplit(url)
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:  # "Invalid IPv6 URL", a bracketed non-address
+        raise InvalidEndpoint(f"{url!r}: {exc}; write IPv6 addresses like [::1]:9000") from None
     if parts.fragment:
         raise InvalidEndpoint(f"{url!r}: endpoint URLs take no #fragment")
     options = _parse_options(url, parts.query, transport.options)
@@ -184,7 +187,9 @@ def _host_port(url: str, netloc: str, path: str) -> tuple[str, int]:
     if not host:
         raise InvalidEndpoint(f"{url!r}: missing host (e.g. 127.0.0.1)")
     if not port_text:
-        raise InvalidEndpoint(f"{url!r}: missing port; write HOST:PORT, e.g. {host}:9000")
+        raise InvalidEndpoint(
+            f"{url!r}: missing port; write HOST:PORT, e.g. {format_host_port(host, 9000)}"
+        )
     if not port_text.isdigit() or not 0 <= int(port_text) <= 65535:
         raise InvalidEndpoint(f"{url!r}: invalid port {port_text!r}; use a number from 0 to 65535")
     return host, int(port_text)

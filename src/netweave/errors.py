@@ -8,15 +8,25 @@
     │   ├── InvalidStackSpec       a ``--stack`` spec that cannot be built
     │   └── MissingDependency      an optional extra is not installed
     ├── ClosedResourceError        our side closed (or is closing) this object
+    ├── CircuitOpen                our circuit breaker refuses calls while the peer recovers
     ├── TransportError             the network or the peer broke the connection
     │   ├── ConnectFailed          could not connect: refused, unreachable, unresolvable
     │   ├── ListenFailed           could not listen: address in use, permission denied
     │   └── ConnectionBroken       the peer reset or the link died mid-connection
+    │       └── PeerUnresponsive   the peer went silent (heartbeat, idle or handshake timeout)
+    ├── SessionExpired             the peer forgot our session (its grace period ran out)
+    ├── RemoteError                the peer's handler failed a call (code, remote type, message)
+    │   ├── MethodNotFound         the peer has no handler of that name
+    │   ├── Overloaded             the peer refused the call: too many in flight, or draining
+    │   ├── CallCancelled          the peer cancelled the call
+    │   └── RemoteDeadlineExceeded the call's deadline passed on the peer (also a DeadlineExceeded)
     ├── ProtocolError              the peer sent data that a layer cannot accept
     │   ├── FrameTooLarge          a frame header announced more than the maximum
     │   ├── TruncatedInput         the stream ended in the middle of a unit
-    │   └── DecodeError            a unit's content is malformed for its codec
+    │   ├── DecodeError            a unit's content is malformed for its codec
+    │   └── TlsError               TLS refused the peer: certificate, tampered record, truncation
     ├── DeadlineExceeded           a deadline passed (also a builtin ``TimeoutError``)
+    │   └── PoolExhausted          no pooled connection became free before the deadline
     ├── NegotiationFailed          the two sides found no common agreement
     └── EndOfStream                the peer ended the stream cleanly (not a failure)
 
@@ -34,11 +44,15 @@ Rules of this file:
 from __future__ import annotations
 
 import errno
+import os
+import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Literal
 
 __all__ = [
+    "CallCancelled",
+    "CircuitOpen",
     "ClosedResourceError",
     "ConnectFailed",
     "ConnectionBroken",
@@ -49,10 +63,18 @@ __all__ = [
     "InvalidEndpoint",
     "InvalidStackSpec",
     "ListenFailed",
+    "MethodNotFound",
     "MissingDependency",
     "NegotiationFailed",
     "NetweaveError",
+    "Overloaded",
+    "PeerUnresponsive",
+    "PoolExhausted",
     "ProtocolError",
+    "RemoteDeadlineExceeded",
+    "RemoteError",
+    "SessionExpired",
+    "TlsError",
     "TransportError",
     "TruncatedInput",
     "UsageError",
@@ -165,8 +187,112 @@ class DecodeError(ProtocolError):
     """A complete unit whose content is malformed for this codec."""
 
 
+class TlsError(ProtocolError):
+    """TLS refused the peer or what it sent (``layer`` is ``"tls"``).
+
+    ``reason`` is OpenSSL's reason code, such as ``"CERTIFICATE_VERIFY_FAILED"``,
+    ``"DECRYPTION_FAILED_OR_BAD_RECORD_MAC"`` (a tampered record),
+    ``"TLSV1_ALERT_UNKNOWN_CA"`` (the peer refused our certificate) or
+    ``"UNEXPECTED_EOF"`` (the stream ended without a ``close_notify``: truncated).
+    ``verify_message`` explains a failed certificate check.
+    """
+
+    def __init__(
+        self, message: str, *, reason: str | None = None, verify_message: str | None = None
+    ) -> None:
+        super().__init__(message, layer="tls")
+        self.reason = reason
+        self.verify_message = verify_message
+
+
 class DeadlineExceeded(NetweaveError, TimeoutError):
     """A deadline or timeout passed before the operation finished."""
+
+
+class PoolExhausted(DeadlineExceeded):
+    """Every connection of a pool stayed busy until the caller's deadline passed.
+
+    Raise the pool's ``max_size``, return connections sooner, or allow a longer wait.
+    """
+
+
+class CircuitOpen(NetweaveError):
+    """A circuit breaker is open: calls fail fast until ``retry_after`` seconds pass.
+
+    Our side refuses to try, so the peer gets time to recover; nothing was sent.
+    """
+
+    def __init__(self, message: str, *, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class PeerUnresponsive(ConnectionBroken):
+    """The peer stayed silent past a limit: no heartbeat answer, no complete message
+    within the idle timeout (a peer trickling bytes counts as silent), or no
+    handshake in time. The connection was aborted."""
+
+
+class SessionExpired(NetweaveError):
+    """The peer no longer holds our session: the connection stayed broken past the
+    server's grace period, so messages in flight then may be lost. Start a new session."""
+
+
+class RemoteError(NetweaveError):
+    """The peer's handler for a call failed.
+
+    ``code`` is the wire error code (see ``docs/rpc.md``; application codes are
+    ``>= 1000``), ``remote_type`` the name of the exception type raised on the
+    peer, ``detail`` its message and ``method`` the called method. A handler may
+    raise ``RemoteError(message, code=...)`` itself to choose what its caller sees.
+    ``retryable`` says whether repeating the call may succeed.
+    """
+
+    #: The wire code used when none is given.
+    default_code: int = 1
+    retryable: bool = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: int | None = None,
+        remote_type: str = "",
+        method: str = "",
+    ) -> None:
+        where = f" in {method!r}" if method else ""
+        kind = f" {remote_type}" if remote_type else ""
+        super().__init__(f"remote{kind}{where}: {message}")
+        self.code = self.default_code if code is None else code
+        self.remote_type = remote_type
+        self.method = method
+        self.detail = message
+
+
+class MethodNotFound(RemoteError):
+    """The peer has no handler registered under the called method's name."""
+
+    default_code = 2
+
+
+class Overloaded(RemoteError):
+    """The peer refused the call without running it (admission control): too many
+    calls in flight on this connection, or the server is draining. Safe to retry later."""
+
+    default_code = 3
+    retryable = True
+
+
+class RemoteDeadlineExceeded(RemoteError, DeadlineExceeded):
+    """The call's deadline passed while the peer was running it; the handler was cancelled."""
+
+    default_code = 4
+
+
+class CallCancelled(RemoteError):
+    """The peer cancelled the call (its handler was cancelled, or it is shutting down)."""
+
+    default_code = 5
 
 
 class NegotiationFailed(NetweaveError):
@@ -174,12 +300,17 @@ class NegotiationFailed(NetweaveError):
 
     ``reason`` names what did not match; ``side`` is ``"local"`` when our own
     configuration ruled the agreement out and ``"remote"`` when the peer refused.
+    ``what`` is the capability that did not match (``"protocol"``, ``"codec"``,
+    ``"feature"``...; see ``docs/negotiation.md``), or ``""`` when not known.
     """
 
-    def __init__(self, reason: str, *, side: Literal["local", "remote"] = "local") -> None:
+    def __init__(
+        self, reason: str, *, side: Literal["local", "remote"] = "local", what: str = ""
+    ) -> None:
         super().__init__(reason)
         self.reason = reason
         self.side = side
+        self.what = what
 
 
 class EndOfStream(NetweaveError):
@@ -202,6 +333,10 @@ def translate_os_error(
         return exc
     code = getattr(exc, "errno", None)
     detail = getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
+    if isinstance(code, int) and code > 0 and not isinstance(exc, socket.gaierror):
+        reason = os.strerror(code)  # asyncio replaces strerror with "Connect call failed ..."
+        if reason.lower() not in detail.lower():
+            detail = f"{reason} ({detail})"
     if isinstance(exc, TimeoutError) and during == "connect":
         return ConnectFailed(f"connecting to {target} timed out", errno=errno.ETIMEDOUT)
     if during == "connect":

@@ -26,10 +26,10 @@ from importlib.metadata import EntryPoint, entry_points
 from typing import TYPE_CHECKING, Any, Protocol, final
 
 from .errors import InvalidEndpoint, InvalidStackSpec, MissingDependency, UsageError
+from .layers.base import Layer
 from .transports.base import DatagramTransport, StreamTransport
 
 if TYPE_CHECKING:
-    from .layers.base import Layer
     from .transports.base import Transport
 
 __all__ = ["LayerFactory", "Registry", "default_registry", "parse_spec"]
@@ -42,6 +42,7 @@ BUILTIN_TRANSPORTS: dict[str, str] = {
     "unix": "netweave.transports._unix:UnixTransport",
     "udp": "netweave.transports._udp:UdpTransport",
     "mem": "netweave.transports._mem:MemTransport",
+    "tls": "netweave.transports._tls:TlsTransport",
 }
 
 BUILTIN_LAYERS: dict[str, str] = {
@@ -61,6 +62,9 @@ BUILTIN_LAYERS: dict[str, str] = {
     "msgpack": "netweave.layers._codecs:msgpack",
     "cbor": "netweave.layers._codecs:cbor",
     "protobuf": "netweave.layers._codecs:protobuf",
+    "zlib": "netweave.layers._compress:zlib",
+    "zstd": "netweave.layers._compress:zstd",
+    "lz4": "netweave.layers._compress:lz4",
 }
 
 _NAME = re.compile(r"^[a-z][a-z0-9_+.-]*$")
@@ -191,7 +195,7 @@ class Registry:
             )
         loaded = self._load(ref, f"transport:{scheme}")
         if isinstance(loaded, type):
-            loaded = loaded()
+            loaded = self._load(loaded, f"transport:{scheme}")
         if not isinstance(loaded, StreamTransport | DatagramTransport):
             raise UsageError(
                 f"transport plug-in {scheme!r} from {self._origins[f'transport:{scheme}']} "
@@ -212,7 +216,10 @@ class Registry:
             )
         factory = self._load(ref, f"layer:{name}")
         if not callable(factory):
-            raise UsageError(f"layer plug-in {name!r} is not callable")
+            raise UsageError(
+                f"layer {name!r} from {self._origins.get(f'layer:{name}', '?')} is not "
+                f"callable (an entry point must name a factory function or a Layer class)"
+            )
         self._layers[name] = factory
         return factory  # type: ignore[no-any-return]
 
@@ -227,6 +234,16 @@ class Registry:
                 raise
             except (ValueError, TypeError) as exc:
                 raise InvalidStackSpec(f"layer {item.name!r}: {exc}") from None
+            except Exception as exc:
+                raise UsageError(
+                    f"layer {item.name!r} from {self._origins.get(f'layer:{item.name}', '?')} "
+                    f"failed to build: {type(exc).__name__}: {exc}"
+                ) from exc
+            if not isinstance(layer, Layer):
+                raise UsageError(
+                    f"layer {item.name!r} from {self._origins.get(f'layer:{item.name}', '?')} "
+                    f"returned a {type(layer).__name__}, not a netweave Layer"
+                )
             layers.append(layer)
         return layers
 
@@ -236,9 +253,10 @@ class Registry:
         except MissingDependency:
             raise
         except Exception as exc:
+            kind, _, name = key.partition(":")
             raise UsageError(
-                f"{key.replace(':', ' ')!s} from {self._origins.get(key, '?')} "
-                f"failed to load: {type(exc).__name__}: {exc}"
+                f"{kind} {name!r} from {self._origins.get(key, '?')} failed to load: "
+                f"{type(exc).__name__}: {exc} (fix or uninstall that package)"
             ) from exc
 
     def describe(self) -> dict[str, list[tuple[str, str]]]:

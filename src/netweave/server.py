@@ -49,6 +49,9 @@ __all__ = ["Handler", "Server", "serve"]
 
 logger = logging.getLogger("netweave.server")
 
+#: Consecutive errors after which a server's datagram endpoint counts as dead.
+_MAX_DISPATCH_FAILURES = 100
+
 #: A connection handler: called with each new channel, runs until it is done with it.
 Handler = Callable[[Channel[Any]], Awaitable[None]]
 
@@ -85,6 +88,7 @@ class Server:
         self._main: asyncio.Task[None] | None = None
         self._closed = asyncio.Event()
         self._closing = False
+        self._accepting = True
         self._url = endpoint.url
         self.refused_peers = 0
         self.handler_errors = 0
@@ -113,26 +117,44 @@ class Server:
         """Wait until the server is closed (by :meth:`close` or cancellation)."""
         await self._closed.wait()
 
+    async def stop_accepting(self) -> None:
+        """Stop taking new connections (and new datagram peers); channels already
+        open keep running. The first step of a graceful shutdown. Idempotent."""
+        self._accepting = False
+        if self._listener is not None:
+            if self._main is not None:
+                self._main.cancel()
+            await self._listener.close()
+
     async def close(self, *, grace: float = 0.0) -> None:
         """Stop accepting, give handlers ``grace`` seconds to finish, then cancel
-        them and close their channels. Idempotent."""
+        them and close their channels. Idempotent.
+
+        A handler may call it too: its own task is neither cancelled nor waited
+        for (its channel is aborted like every other)."""
+        current = asyncio.current_task()
         if self._closing:
-            await self._closed.wait()
+            if current not in self._tasks:
+                await self._closed.wait()
             return
         self._closing = True
+
+        def others() -> set[asyncio.Task[None]]:
+            return {task for task in self._tasks if task is not current}
+
         try:
             if self._main is not None:
                 self._main.cancel()
             if self._listener is not None:
                 await self._listener.close()
-            if self._tasks and grace > 0:
-                await asyncio.wait(set(self._tasks), timeout=grace)
-            for task in list(self._tasks):
+            if others() and grace > 0:
+                await asyncio.wait(others(), timeout=grace)
+            for task in others():
                 task.cancel()
             for channel in list(self._channels):
                 channel.abort()
-            if self._tasks:
-                await asyncio.wait(set(self._tasks))
+            if others():
+                await asyncio.wait(others())
             if self._main is not None:
                 await asyncio.wait({self._main})
             if self._datagrams is not None:
@@ -163,16 +185,25 @@ class Server:
     # -- datagram side ------------------------------------------------------
 
     async def _dispatch_loop(self, endpoint: DatagramEndpoint) -> None:
+        failures = 0
         while True:
             try:
                 data, address = await endpoint.receive_from()
             except ClosedResourceError:
                 return
             except ConnectionBroken:
-                continue  # an ICMP error for some earlier reply; keep serving
+                # An ICMP error for some earlier reply: keep serving. An endpoint
+                # that fails on every call is dead: stop instead of spinning.
+                failures += 1
+                if failures >= _MAX_DISPATCH_FAILURES:
+                    logger.error("datagram endpoint %s keeps failing; not serving it", self._url)
+                    return
+                await asyncio.sleep(0)
+                continue
+            failures = 0
             peer = self._peers.get(address)
             if peer is None:
-                if len(self._peers) >= self._max_peers:
+                if len(self._peers) >= self._max_peers or not self._accepting:
                     self.refused_peers += 1
                     continue
                 peer = _PeerEndpoint(

@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar, final
 
-from .errors import EndOfStream, ProtocolError, UsageError
+from .errors import EndOfStream, InvalidStackSpec, ProtocolError, UsageError
 from .layers.base import Layer, UnitKind
 from .observe import ConnectionClosed, MessageReceived, MessageSent, ProtocolViolation
 
@@ -36,11 +36,18 @@ __all__ = ["Channel", "DatagramChannel", "Stack", "StreamChannel"]
 
 T = TypeVar("T")
 
-_KIND_HINT = {
-    "stream": "a byte stream (put a framing layer such as lp4, varint or line below it)",
-    "frame": "whole frames (put a codec such as raw, json or msgpack above it)",
-    "object": "application objects (nothing can sit above a codec)",
-}
+_KIND_TEXT = {"stream": "a byte stream", "frame": "whole frames", "object": "application objects"}
+
+
+def _misfit_hint(lower: Layer[Any, Any], upper: Layer[Any, Any]) -> str:
+    """How to fix ``upper`` sitting on ``lower`` when their unit kinds differ."""
+    if lower.upper_kind == "object":
+        return f"nothing can sit above the codec {lower.name!r}: put it last"
+    if upper.lower_kind == "stream":
+        return f"a framing layer such as {upper.name!r} goes first, right on the byte stream"
+    if lower.upper_kind == "stream":
+        return "put a framing layer such as lp4, varint or line between them"
+    return "check the order of the layers (bottom first: framing, transforms, codec)"
 
 
 @final
@@ -60,12 +67,13 @@ class Stack:
             raise UsageError("a stack needs at least one layer (for bytes as they are: 'raw')")
         for lower, upper in itertools.pairwise(layers):
             if upper.lower_kind != lower.upper_kind:
-                raise UsageError(
-                    f"layer {upper.name!r} takes {_KIND_HINT[upper.lower_kind]}, but "
-                    f"{lower.name!r} below it produces {lower.upper_kind}s"
+                raise InvalidStackSpec(
+                    f"layer {upper.name!r} takes {_KIND_TEXT[upper.lower_kind]}, but "
+                    f"{lower.name!r} below it gives {_KIND_TEXT[lower.upper_kind]}; "
+                    f"{_misfit_hint(lower, upper)}"
                 )
         if layers[0].lower_kind == "object":
-            raise UsageError(f"layer {layers[0].name!r} cannot be the bottom of a stack")
+            raise InvalidStackSpec(f"layer {layers[0].name!r} cannot be the bottom of a stack")
         self._layers: tuple[Layer[Any, Any], ...] = tuple(layers)
         self._spec = spec if spec is not None else ",".join(layer.name for layer in layers)
         self._observer = observer
@@ -116,10 +124,19 @@ class Stack:
         return self._layers[0].lower_kind
 
     def encode(self, message: Any) -> bytes:
-        """Turn one message into the bytes (or datagram) to send."""
+        """Turn one message into the bytes (or datagram) to send.
+
+        Raises ``UsageError`` for a message the stack cannot carry (wrong type,
+        over a layer's maximum, not serialisable).
+        """
         unit = message
-        for layer in self._down:
-            unit = layer.encode(unit)
+        try:
+            for layer in self._down:
+                unit = layer.encode(unit)
+        except TypeError as exc:
+            raise UsageError(
+                f"stack {self._spec!r} cannot send a {type(message).__name__}: {exc}"
+            ) from exc
         return unit  # type: ignore[no-any-return]
 
     def decode(self, data: bytes) -> list[Any]:

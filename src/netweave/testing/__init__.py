@@ -3,4 +3,14 @@
 Third parties run the same suites against their own implementations.
 """
 
-__all__: list[str] = []
+from ._datagrams import DatagramConformance
+from ._layers import LayerConformance
+from ._memory import memory_stream_pair
+from ._streams import StreamConformance
+
+__all__: list[str] = [
+    "DatagramConformance",
+    "LayerConformance",
+    "StreamConformance",
+    "memory_stream_pair",
+]

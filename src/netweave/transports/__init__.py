@@ -4,6 +4,8 @@ Contracts live in :mod:`netweave.transports.base`; implementations register
 under URL schemes (``tcp``, ``udp``, ``unix``, ``mem``) in the registry.
 """
 
+from ._mem import MemoryStreamConnection
+from ._tls import TlsConnection, TlsListener, TlsTransport, start_tls
 from .base import (
     Address,
     DatagramEndpoint,
@@ -19,7 +21,12 @@ __all__ = [
     "DatagramEndpoint",
     "DatagramTransport",
     "Listener",
+    "MemoryStreamConnection",
     "StreamConnection",
     "StreamTransport",
+    "TlsConnection",
+    "TlsListener",
+    "TlsTransport",
     "Transport",
+    "start_tls",
 ]

@@ -10,17 +10,31 @@ Rules of this file:
   ``receive`` is about to wait, when 64 KiB are pending, or on close.
 * Reading pauses when more than ``read_high_water`` bytes wait unconsumed and
   resumes below a quarter of it.
+* ``send`` checks one flag, ``_send_blocked``, before doing its work; every
+  state that forbids sending (our close/abort/send_eof, a broken or lost
+  connection) sets it, and ``_send_error`` builds the error on that slow path.
+* ``abort`` on a TCP socket sets ``SO_LINGER`` to zero first, so the peer sees a
+  reset (RST) rather than an orderly end of stream.
 * ``OSError`` and asyncio's own exceptions become netweave errors here, once.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import socket
+import struct
 from collections import deque
 from collections.abc import Callable
-from typing import Any, Final
+from typing import Any, Final, cast
 
-from ..errors import ClosedResourceError, ConnectionBroken, UsageError, translate_os_error
+from ..errors import (
+    ClosedResourceError,
+    ConnectionBroken,
+    NetweaveError,
+    UsageError,
+    translate_os_error,
+)
 from ..observe import BytesReceived, BytesSent, ConnectionClosed, ConnectionOpened, Observer
 from .base import DEFAULT_READ_HIGH_WATER, DEFAULT_WRITE_HIGH_WATER, StreamConnection
 
@@ -28,6 +42,9 @@ __all__ = ["AsyncioStreamConnection"]
 
 _FLUSH_AT: Final = 64 * 1024
 _CLOSE_TIMEOUT: Final = 10.0
+#: How an address reads when the OS gives none (an unbound Unix client socket).
+UNNAMED: Final = "<unnamed>"
+_LINGER_RESET: Final = struct.pack("ii", 1, 0)
 
 
 class AsyncioStreamConnection(asyncio.Protocol, StreamConnection):
@@ -69,6 +86,7 @@ class AsyncioStreamConnection(asyncio.Protocol, StreamConnection):
         self._write_paused = False
         self._drain_waiters: list[asyncio.Future[None]] = []
         self._eof_sent = False
+        self._send_blocked = False
         # lifetime
         self._closing = False
         self._aborted = False
@@ -78,11 +96,12 @@ class AsyncioStreamConnection(asyncio.Protocol, StreamConnection):
     # -- asyncio.Protocol callbacks ------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
+        # uvloop's transports do not subclass asyncio.Transport, but implement it.
+        transport = cast("asyncio.Transport", transport)
         self._transport = transport
         transport.set_write_buffer_limits(high=self._write_high_water)
-        self._local = _format(transport.get_extra_info("sockname"))
-        self._remote = _format(transport.get_extra_info("peername"))
+        self._local = _format(transport.get_extra_info("sockname")) or UNNAMED
+        self._remote = _format(transport.get_extra_info("peername")) or UNNAMED
         self._label = f"{self._scheme} {self._local}->{self._remote}"
         if self._observer is not None:
             self._observer(
@@ -128,6 +147,7 @@ class AsyncioStreamConnection(asyncio.Protocol, StreamConnection):
         elif not self._closing and not self._eof_received:
             # The transport went away without an EOF we saw (e.g. closed by the OS).
             self._eof_received = True
+        self._send_blocked = True
         self._pending.clear()
         self._pending_len = 0
         self._wake_receiver()
@@ -147,13 +167,8 @@ class AsyncioStreamConnection(asyncio.Protocol, StreamConnection):
     # -- StreamConnection -------------------------------------------------------
 
     async def send(self, data: bytes | bytearray | memoryview) -> None:
-        if self._closing or self._eof_sent:
-            raise ClosedResourceError(
-                f"{self._label}: cannot send after "
-                f"{'close' if self._closing else 'send_eof'} on our side"
-            )
-        if self._error is not None:
-            raise self._error
+        if self._send_blocked:
+            raise self._send_error()
         if not data:
             return
         chunk = data if type(data) is bytes else bytes(data)
@@ -198,6 +213,7 @@ class AsyncioStreamConnection(asyncio.Protocol, StreamConnection):
             raise self._error
         self._flush()
         self._eof_sent = True
+        self._send_blocked = True
         transport = self._transport
         if transport is not None and transport.can_write_eof():
             try:
@@ -209,6 +225,7 @@ class AsyncioStreamConnection(asyncio.Protocol, StreamConnection):
         if not self._closing:
             self._flush()
             self._closing = True
+            self._send_blocked = True
             self._wake_receiver()
             self._wake_writers()
             if self._transport is not None:
@@ -227,12 +244,16 @@ class AsyncioStreamConnection(asyncio.Protocol, StreamConnection):
             return
         self._aborted = True
         self._closing = True
+        self._send_blocked = True
         self._pending.clear()
         self._pending_len = 0
         self._wake_receiver()
         self._wake_writers()
-        if self._transport is not None:
-            self._transport.abort()
+        transport = self._transport
+        if transport is not None:
+            if not self._lost.done():
+                _reset_on_close(transport.get_extra_info("socket"))
+            transport.abort()
 
     @property
     def local_address(self) -> str:
@@ -252,6 +273,15 @@ class AsyncioStreamConnection(asyncio.Protocol, StreamConnection):
         return self._transport.get_extra_info(name, default)
 
     # -- internals --------------------------------------------------------------
+
+    def _send_error(self) -> NetweaveError:
+        if self._closing:
+            return ClosedResourceError(f"{self._label}: cannot send after close on our side")
+        if self._eof_sent:
+            return ClosedResourceError(f"{self._label}: cannot send after send_eof on our side")
+        if self._error is not None:
+            return self._error
+        return ConnectionBroken(f"connection {self._label} was lost; nothing more can be sent")
 
     def _take(self, max_bytes: int | None) -> bytes:
         chunk = self._rbuf.popleft()
@@ -305,6 +335,14 @@ class AsyncioStreamConnection(asyncio.Protocol, StreamConnection):
         for waiter in waiters:
             if not waiter.done():
                 waiter.set_result(None)
+
+
+def _reset_on_close(sock: Any) -> None:
+    """Make closing ``sock`` send a TCP reset (no-op for other sockets, or none)."""
+    if sock is None or getattr(sock, "family", None) not in (socket.AF_INET, socket.AF_INET6):
+        return
+    with contextlib.suppress(OSError):  # the socket is already gone: abort closes it anyway
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, _LINGER_RESET)
 
 
 def _format(address: Any) -> str:

@@ -91,7 +91,7 @@ class StreamConnection(ABC):
         side closed the connection, ``ConnectionBroken`` if it was reset. If the
         call is cancelled, no data is lost: it stays for the next call.
         Only one task may wait in ``receive`` at a time (a second one gets
-        ``UsageError``).
+        ``UsageError``); ``max_bytes`` below 1 raises ``UsageError`` too.
         """
 
     @abstractmethod
@@ -164,6 +164,10 @@ class Listener(ABC):
     @abstractmethod
     def url(self) -> str:
         """The URL that reaches this listener, with the real port when 0 was asked."""
+
+    def extra(self, name: str, default: Any = None) -> Any:
+        """Transport-specific information (``"sockets"``: the listening sockets, ...)."""
+        return default
 
     def __aiter__(self) -> Self:
         return self
@@ -250,6 +254,10 @@ class DatagramEndpoint(ABC):
     def dropped(self) -> int:
         """Datagrams dropped because the receive queue was full."""
         return 0
+
+    def extra(self, name: str, default: Any = None) -> Any:
+        """Transport-specific information (``"socket"``, ...)."""
+        return default
 
     async def __aenter__(self) -> Self:
         return self

@@ -1,0 +1,51 @@
+"""The echo server behind ``netweave serve echo``.
+
+:func:`echo` is the whole handler: every message that arrives goes straight
+back on the same channel. It is kept this lean on purpose, because it is the
+netweave side of the echo benchmarks against Twisted and plain asyncio.
+
+:func:`serve_until` runs it on a URL until an event is set, so the command line
+(which sets the event from its signal handlers) and tests share one code path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from ..server import serve
+
+if TYPE_CHECKING:
+    from ..observe import Observer
+    from ..stack import Channel, Stack
+
+__all__ = ["echo", "serve_until"]
+
+
+async def echo(channel: Channel[Any]) -> None:
+    """Send every message received on ``channel`` back on it, until the peer ends."""
+    async for message in channel:
+        await channel.send(message)
+
+
+async def serve_until(
+    url: str,
+    stack: Stack | str,
+    stop: asyncio.Event,
+    *,
+    on_listening: Callable[[str], None] | None = None,
+    observer: Observer | None = None,
+) -> None:
+    """Serve :func:`echo` on ``url`` with ``stack`` until ``stop`` is set, then close.
+
+    ``on_listening`` is called once with the server's real URL (the real port
+    when 0 was asked) as soon as it listens. Closing the server aborts every
+    open connection and cancels its handler. Raises what :func:`netweave.serve`
+    raises: ``InvalidEndpoint`` / ``InvalidStackSpec`` for bad input,
+    ``ListenFailed`` when the address cannot be bound.
+    """
+    async with serve(url, stack, echo, observer=observer) as server:
+        if on_listening is not None:
+            on_listening(server.url)
+        await stop.wait()
