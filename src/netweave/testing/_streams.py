@@ -176,6 +176,29 @@ class StreamConformance(ABC):
             assert await receive_exactly(server, len(expected)) == expected
             await sending
 
+    async def test_send_nowait_keeps_order_with_send(self) -> None:
+        """Data accepted by ``send_nowait`` (with or without ``more``) is sent like ``send``'s,
+        in order, and held data goes out without a further call."""
+        rng = random.Random(self.seed)
+        pieces = [
+            b"[%d:%s]" % (i, rng.randbytes(rng.randint(0, 40)).hex().encode()) for i in range(300)
+        ]
+        expected = b"".join(pieces)
+        async with self.connected() as (client, server):
+
+            async def mixed() -> None:
+                for i, piece in enumerate(pieces):
+                    mode = rng.randrange(3)
+                    if mode == 0 or not client.send_nowait(piece, more=mode == 1 and i < 299):
+                        await client.send(piece)
+
+            sending = asyncio.create_task(mixed())
+            assert await receive_exactly(server, len(expected)) == expected
+            await sending
+            # A last piece held with more=True must still arrive by itself.
+            if client.send_nowait(b"tail", more=True):
+                assert await receive_exactly(server, 4) == b"tail"
+
     async def test_chunk_boundaries_are_not_preserved(self) -> None:
         """Many sends may arrive as fewer receives, one as several; no byte is lost."""
         rng = random.Random(self.seed)

@@ -171,16 +171,21 @@ class AsyncioStreamConnection(asyncio.Protocol, StreamConnection):
             raise self._send_error()
         if not data:
             return
-        chunk = data if type(data) is bytes else bytes(data)
-        self._pending.append(chunk)
-        self._pending_len += len(chunk)
-        if self._pending_len >= _FLUSH_AT:
-            self._flush()
-        elif not self._flush_scheduled:
-            self._flush_scheduled = True
-            self._loop.call_soon(self._scheduled_flush)
+        self._hold(data if type(data) is bytes else bytes(data))
         if self._write_paused:
             await self._drain()
+
+    def send_nowait(self, data: bytes, *, more: bool = False) -> bool:
+        if self._send_blocked or self._write_paused:
+            return False
+        if not more and not self._pending:
+            # Nothing held and nothing follows: write at once (ping-pong's path).
+            self._write(data)
+        elif data:
+            self._hold(data)
+            if not more:
+                self._flush()
+        return True
 
     async def receive(self, max_bytes: int | None = None) -> bytes:
         if max_bytes is not None and max_bytes < 1:
@@ -295,6 +300,16 @@ class AsyncioStreamConnection(asyncio.Protocol, StreamConnection):
                 self._transport.resume_reading()
         return chunk
 
+    def _hold(self, chunk: bytes) -> None:
+        """Keep ``chunk`` for the next flush (which is scheduled, or done now if 64 KiB wait)."""
+        self._pending.append(chunk)
+        self._pending_len += len(chunk)
+        if self._pending_len >= _FLUSH_AT:
+            self._flush()
+        elif not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._scheduled_flush)
+
     def _scheduled_flush(self) -> None:
         self._flush_scheduled = False
         self._flush()
@@ -306,8 +321,11 @@ class AsyncioStreamConnection(asyncio.Protocol, StreamConnection):
         data = pending[0] if len(pending) == 1 else b"".join(pending)
         pending.clear()
         self._pending_len = 0
+        self._write(data)
+
+    def _write(self, data: bytes) -> None:
         transport = self._transport
-        if transport is None or self._error is not None or transport.is_closing():
+        if not data or transport is None or self._error is not None or transport.is_closing():
             return
         if self._observer is not None:
             self._observer(BytesSent(self._label, len(data)))

@@ -82,6 +82,20 @@ class StreamConnection(ABC):
         ``ConnectionBroken`` if the peer reset the connection.
         """
 
+    def send_nowait(self, data: bytes, *, more: bool = False) -> bool:
+        """Queue ``data`` without waiting, if the transport can; the fast path of :meth:`send`.
+
+        Returns ``True`` when the data was accepted (exactly as ``send`` would
+        have), ``False`` when the caller must ``await send(data)`` instead — the
+        write buffer is above its high-water mark, the connection is closed or
+        broken (``send`` then raises), or the transport has no fast path (the
+        default). ``more=True`` hints that the caller is about to send again (as
+        ``MSG_MORE`` does), so the transport may hold the data to coalesce it with
+        what follows; held data is still handed over before the loop's next
+        iteration ends, before ``receive`` waits, and on ``close``.
+        """
+        return False
+
     @abstractmethod
     async def receive(self, max_bytes: int | None = None) -> bytes:
         """Return the next chunk: at least one byte, at most ``max_bytes`` if given.
