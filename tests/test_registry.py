@@ -271,6 +271,7 @@ broken = nwtestplugin_not_installed:factory
 
 [netweave.codecs]
 hex = nwtestplugin:hex_codec
+UpperHex = nwtestplugin:hex_codec
 json = nwtestplugin:impostor_json
 
 [netweave.transports]
@@ -304,6 +305,13 @@ def test_plugin_names_are_listed_with_their_origin(plugin: Path) -> None:
     described = registry.describe()
     assert ("xor", f"plug-in {PLUGIN_DIST}") in described["layers"]
     assert ("loop", f"plug-in {PLUGIN_DIST}") in described["transports"]
+
+
+def test_plugin_names_are_matched_lowercased(plugin: Path) -> None:
+    registry = Registry()
+    assert "upperhex" in registry.layer_names()
+    stack = netweave.Stack.parse("lp4,UpperHex", registry=registry)
+    assert stack.decode(stack.encode("0102")) == ["0102"]
 
 
 def test_plugins_load_only_when_used(plugin: Path) -> None:

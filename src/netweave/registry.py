@@ -165,13 +165,17 @@ class Registry:
         self._layers[name] = factory
 
     def _discover(self) -> None:
+        # Names are matched lowercased (URL schemes and spec names are), so an
+        # entry point spelled "MyLayer" is reachable as "mylayer".
         for ep in entry_points(group=TRANSPORT_GROUP):
-            self._transport_refs[ep.name] = functools.partial(_load_entry_point, ep)
-            self._origins[f"transport:{ep.name}"] = _dist_name(ep)
+            name = ep.name.lower()
+            self._transport_refs[name] = functools.partial(_load_entry_point, ep)
+            self._origins[f"transport:{name}"] = _dist_name(ep)
         for group in LAYER_GROUPS:
             for ep in entry_points(group=group):
-                self._layer_refs[ep.name] = functools.partial(_load_entry_point, ep)
-                self._origins[f"layer:{ep.name}"] = _dist_name(ep)
+                name = ep.name.lower()
+                self._layer_refs[name] = functools.partial(_load_entry_point, ep)
+                self._origins[f"layer:{name}"] = _dist_name(ep)
 
     # -- lookup -----------------------------------------------------------
 
