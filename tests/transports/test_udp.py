@@ -8,6 +8,7 @@ import socket
 import pytest
 from transport_pairs import free_port, has_ipv6_loopback, open_datagram_pair
 
+import netweave
 from netweave.endpoints import parse_endpoint
 from netweave.errors import (
     ClosedResourceError,
@@ -214,3 +215,17 @@ async def test_several_receivers_each_get_a_datagram() -> None:
 def test_bad_urls_are_named(url: str, message: str) -> None:
     with pytest.raises(InvalidEndpoint, match=message.replace("(", r"\(")):
         parse_endpoint(url)
+
+
+async def test_a_raw_datagram_channel_refuses_a_str_clearly() -> None:
+    async def echo(channel: netweave.Channel[bytes]) -> None:
+        async for message in channel:
+            await channel.send(message)
+
+    async with netweave.serve("udp://127.0.0.1:0", "raw", echo) as server:
+        channel = await netweave.connect(server.url, "raw")
+        async with channel:
+            with pytest.raises(netweave.UsageError, match="cannot send a str"):
+                await channel.send("text")  # type: ignore[arg-type]
+            await channel.send(b"bytes")
+            assert await channel.receive() == b"bytes"
