@@ -8,6 +8,7 @@ the emitting component, such as ``"tcp 127.0.0.1:40000->127.0.0.1:9000"``.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 __all__ = [
@@ -89,6 +90,7 @@ class ProtocolViolation(Event):
     message: str
 
 
+@functools.cache
 def _snake(name: str) -> str:
     out: list[str] = []
     for i, ch in enumerate(name):
