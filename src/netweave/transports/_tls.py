@@ -1,0 +1,536 @@
+"""TLS over any stream: :class:`TlsConnection`, :func:`start_tls`, and ``tls://host:port``.
+
+:func:`start_tls` wraps *any* :class:`StreamConnection` (TCP, Unix, memory,
+simulated) in the sans-IO :class:`~netweave.layers.Tls` layer, drives the
+handshake within ``handshake_timeout`` seconds of the running loop's clock,
+and returns a :class:`TlsConnection` that sends and receives plaintext.
+
+``tls://host:port`` is TCP plus the TLS layer. Options (beside every ``tcp://``
+option): ``ca`` (PEM file of CAs to trust; the system's by default),
+``cert``/``key`` (our certificate: required to listen, enables mutual TLS when
+connecting), ``verify`` (default on; ``verify=0`` turns certificate checks off),
+``server_hostname`` (the name checked and sent as SNI; the URL's host by
+default), ``alpn`` (comma-separated protocols, in preference order) and
+``handshake_timeout`` (seconds, default 10). A listener given ``ca`` requires
+client certificates issued by it (mutual TLS).
+
+Rules of this file:
+
+* The adapter only moves bytes: every TLS decision is the layer's.
+* Records leave in the order the layer made them: one lock covers
+  "encode, then hand to the inner connection".
+* A handshake that fails sends OpenSSL's alert (best effort) and closes the
+  inner connection; one that times out aborts it and raises
+  ``PeerUnresponsive`` (``ConnectFailed`` from ``TlsTransport.connect``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import ssl
+from collections import deque
+from collections.abc import Mapping
+from typing import Any, ClassVar, Final, final
+
+from ..endpoints import Endpoint, Option
+from ..errors import (
+    ClosedResourceError,
+    ConnectFailed,
+    NetweaveError,
+    PeerUnresponsive,
+    TlsError,
+    UsageError,
+)
+from ..layers import Tls, tls_client_context, tls_server_context
+from ..observe import ConnectionClosed, Observer
+from ._tcp import TcpTransport
+from .base import Listener, StreamConnection, StreamTransport
+
+__all__ = [
+    "DEFAULT_HANDSHAKE_TIMEOUT",
+    "TlsConnection",
+    "TlsListener",
+    "TlsTransport",
+    "start_tls",
+]
+
+#: Seconds a TLS handshake may take before the peer is cut off.
+DEFAULT_HANDSHAKE_TIMEOUT: Final = 10.0
+#: Plaintext encrypted per step of a large ``send`` (bounds the ciphertext held at once).
+_SEND_STEP: Final = 256 * 1024
+
+
+async def _send_all(inner: StreamConnection, chunks: list[bytes]) -> None:
+    for chunk in chunks:
+        await inner.send(chunk)
+
+
+async def _handshake(inner: StreamConnection, layer: Tls, timeout: float | None) -> list[bytes]:
+    """Run the handshake; return plaintext that arrived with its last records."""
+    plaintext: list[bytes] = []
+    try:
+        async with asyncio.timeout(timeout):
+            await _send_all(inner, layer.data_to_send())
+            while not layer.handshake_complete:
+                if layer.failure is not None:
+                    raise layer.failure
+                chunk = await inner.receive()
+                if chunk:
+                    plaintext.extend(layer.decode(chunk))
+                else:
+                    layer.end_of_input()  # raises: the peer hung up mid-handshake
+                await _send_all(inner, layer.data_to_send())
+    except TimeoutError:
+        inner.abort()
+        raise PeerUnresponsive(
+            f"TLS handshake with {inner.remote_address} did not finish within {timeout} s"
+        ) from None
+    except TlsError:
+        # Tell the peer why (OpenSSL queued an alert), then hang up.
+        with contextlib.suppress(NetweaveError):
+            await _send_all(inner, layer.data_to_send())
+        with contextlib.suppress(NetweaveError):
+            await inner.close()
+        raise
+    except BaseException:
+        inner.abort()
+        raise
+    return plaintext
+
+
+async def start_tls(
+    inner: StreamConnection,
+    context: ssl.SSLContext,
+    *,
+    server_side: bool,
+    server_hostname: str | None = None,
+    handshake_timeout: float | None = DEFAULT_HANDSHAKE_TIMEOUT,
+) -> TlsConnection:
+    """Run TLS over ``inner`` and return the connection once the handshake is done.
+
+    Raises ``UsageError`` for a bad configuration (before any I/O),
+    :class:`~netweave.errors.TlsError` when the handshake fails (certificate
+    not trusted, peer refused ours, peer not speaking TLS, stream cut short),
+    ``PeerUnresponsive`` when it does not finish within ``handshake_timeout``
+    seconds, and what ``inner`` raises. On any failure ``inner`` is closed.
+    """
+    layer = Tls(context, server_side=server_side, server_hostname=server_hostname)
+    plaintext = await _handshake(inner, layer, handshake_timeout)
+    return TlsConnection(inner, layer, initial=plaintext)
+
+
+@final
+class TlsConnection(StreamConnection):
+    """Plaintext over a TLS session on ``inner``; build it with :func:`start_tls`.
+
+    Behaves as :class:`StreamConnection` states. ``send_eof`` sends our
+    ``close_notify`` (then ends ``inner``'s sending side); ``receive`` returns
+    ``b""`` after the peer's ``close_notify``, and raises ``TlsError`` if the
+    stream ends without one (truncated) or a record was tampered with (the
+    connection is then aborted). ``close`` sends ``close_notify`` when it can,
+    then closes ``inner``.
+
+    ``extra`` adds ``"peercert"`` (the peer's verified certificate as a dict, or
+    ``None``), ``"peercert_der"``, ``"cipher"``, ``"tls_version"``,
+    ``"alpn_protocol"``, ``"server_hostname"`` (client: the name checked;
+    server: the SNI name the client asked for), ``"ssl_object"`` and
+    ``"sslcontext"``; other names go to ``inner``.
+    """
+
+    def __init__(
+        self, inner: StreamConnection, layer: Tls, *, initial: list[bytes] | None = None
+    ) -> None:
+        if not layer.handshake_complete:
+            raise UsageError("TlsConnection needs a layer whose handshake is complete")
+        self._inner = inner
+        self._tls = layer
+        self._rbuf: deque[bytes] = deque(chunk for chunk in initial or () if chunk)
+        self._peer_eof = layer.peer_closed
+        self._eof_sent = False
+        self._closed = False
+        self._failure: TlsError | None = None
+        self._send_lock = asyncio.Lock()
+
+    @property
+    def inner(self) -> StreamConnection:
+        """The connection carrying the ciphertext."""
+        return self._inner
+
+    @property
+    def layer(self) -> Tls:
+        """The TLS layer (for information: version, cipher, peer certificate)."""
+        return self._tls
+
+    async def send(self, data: bytes | bytearray | memoryview) -> None:
+        if self._closed or self._eof_sent:
+            raise self._closed_error("send", "send_eof" if not self._closed else "")
+        if not data:
+            return
+        encode = self._tls.encode
+        async with self._send_lock:
+            try:
+                if len(data) <= _SEND_STEP:
+                    await self._inner.send(encode(bytes(data)))
+                    return
+                view = memoryview(data)
+                for start in range(0, len(view), _SEND_STEP):
+                    await self._inner.send(encode(bytes(view[start : start + _SEND_STEP])))
+            except TlsError as exc:
+                self._fail(exc)
+                raise
+
+    async def receive(self, max_bytes: int | None = None) -> bytes:
+        if max_bytes is not None and max_bytes < 1:
+            raise UsageError(f"max_bytes must be at least 1, got {max_bytes}")
+        rbuf = self._rbuf
+        while not rbuf:
+            if self._closed:
+                raise self._closed_error("receive")
+            if self._peer_eof:
+                return b""
+            chunk = await self._inner.receive()
+            try:
+                if chunk:
+                    rbuf.extend(self._tls.decode(chunk))
+                    self._peer_eof = self._tls.peer_closed
+                else:
+                    self._tls.end_of_input()
+                    self._peer_eof = True
+            except TlsError as exc:
+                self._fail(exc)
+                raise
+            if self._tls.wants_to_send:
+                await self._flush_layer_output()
+        if self._closed:
+            raise self._closed_error("receive")
+        chunk = rbuf.popleft()
+        if max_bytes is not None and len(chunk) > max_bytes:
+            rbuf.appendleft(chunk[max_bytes:])
+            chunk = chunk[:max_bytes]
+        return chunk
+
+    async def send_eof(self) -> None:
+        if self._eof_sent or self._closed:
+            return
+        self._eof_sent = True
+        async with self._send_lock:
+            self._tls.send_close_notify()
+            await _send_all(self._inner, self._tls.data_to_send())
+        await self._inner.send_eof()
+
+    async def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            if not self._tls.closed and not self._inner.is_closing and not self._send_lock.locked():
+                # A send blocked on backpressure holds the lock: then close without
+                # close_notify rather than wait for a reader that may never come.
+                self._tls.send_close_notify()
+                with contextlib.suppress(NetweaveError):
+                    await _send_all(self._inner, self._tls.data_to_send())
+        await self._inner.close()
+
+    def abort(self) -> None:
+        self._closed = True
+        self._inner.abort()
+
+    @property
+    def local_address(self) -> str:
+        return self._inner.local_address
+
+    @property
+    def remote_address(self) -> str:
+        return self._inner.remote_address
+
+    @property
+    def is_closing(self) -> bool:
+        return self._closed or self._inner.is_closing
+
+    def extra(self, name: str, default: Any = None) -> Any:
+        tls = self._tls
+        getter = _EXTRA.get(name)
+        if getter is None:
+            return self._inner.extra(name, default)
+        value = getter(tls)
+        return default if value is None else value
+
+    async def _flush_layer_output(self) -> None:
+        # ClosedResourceError: we already ended our side; nothing more is owed to the peer.
+        async with self._send_lock:
+            with contextlib.suppress(ClosedResourceError):
+                await _send_all(self._inner, self._tls.data_to_send())
+
+    def _fail(self, exc: TlsError) -> None:
+        # Nothing read after a bad record can be trusted: cut the connection at once.
+        self._failure = exc
+        self._closed = True
+        self._rbuf.clear()
+        self._inner.abort()
+
+    def _closed_error(self, operation: str, after: str = "") -> ClosedResourceError:
+        if self._failure is not None:
+            why = f"the connection was closed after a TLS error ({self._failure.detail})"
+        else:
+            why = f"our side called {after or 'close or abort'}"
+        error = ClosedResourceError(f"tls {self.remote_address}: cannot {operation}: {why}")
+        error.__cause__ = self._failure
+        return error
+
+    def __repr__(self) -> str:
+        return f"<TlsConnection {self._tls.version} {self.local_address}->{self.remote_address}>"
+
+
+_EXTRA: Final[Mapping[str, Any]] = {
+    "peercert": lambda tls: tls.peercert,
+    "peercert_der": lambda tls: tls.peercert_der,
+    "cipher": lambda tls: tls.cipher,
+    "tls_version": lambda tls: tls.version,
+    "alpn_protocol": lambda tls: tls.alpn_protocol,
+    "server_hostname": lambda tls: tls.server_hostname,
+    "ssl_object": lambda tls: tls.ssl_object,
+    "sslcontext": lambda tls: tls.context,
+}
+
+
+@final
+class TlsListener(Listener):
+    """Accepts connections from ``inner`` and hands them out once their TLS handshake
+    succeeded. Handshakes run concurrently (a slow client holds up nobody); at
+    most ``backlog`` are in progress or waiting for :meth:`accept`. Failed and
+    timed-out handshakes are counted in :attr:`failed_handshakes` and reported to
+    the observer as ``ConnectionClosed(reason="tls-handshake-failed")``.
+    """
+
+    def __init__(
+        self,
+        inner: Listener,
+        context: ssl.SSLContext,
+        *,
+        url: str,
+        backlog: int,
+        handshake_timeout: float | None,
+        observer: Observer | None = None,
+    ) -> None:
+        self._inner = inner
+        self._context = context
+        self._url = url
+        self._backlog = backlog
+        self._handshake_timeout = handshake_timeout
+        self._observer = observer
+        self._ready: deque[TlsConnection] = deque()
+        self._handshakes: set[asyncio.Task[None]] = set()
+        self._waiter: asyncio.Future[None] | None = None
+        self._room: asyncio.Event = asyncio.Event()
+        self._room.set()
+        self._closed = False
+        self._error: NetweaveError | None = None
+        #: Handshakes that failed or timed out (those connections were closed).
+        self.failed_handshakes = 0
+        self._acceptor = asyncio.get_running_loop().create_task(self._accept_loop())
+
+    async def _accept_loop(self) -> None:
+        while True:
+            await self._room.wait()
+            try:
+                conn = await self._inner.accept()
+            except NetweaveError as exc:
+                if not isinstance(exc, ClosedResourceError):
+                    self._error = exc
+                self._wake()
+                return
+            task = asyncio.get_running_loop().create_task(self._handshake(conn))
+            self._handshakes.add(task)
+            task.add_done_callback(self._handshake_done)
+            self._update_room()
+
+    async def _handshake(self, conn: StreamConnection) -> None:
+        try:
+            tls = await start_tls(
+                conn,
+                self._context,
+                server_side=True,
+                handshake_timeout=self._handshake_timeout,
+            )
+        except NetweaveError as exc:
+            self.failed_handshakes += 1
+            if self._observer is not None:
+                self._observer(
+                    ConnectionClosed(f"tls {conn.remote_address}", "tls-handshake-failed", str(exc))
+                )
+            return
+        if self._closed:
+            tls.abort()
+            return
+        self._ready.append(tls)
+        self._wake()
+
+    def _handshake_done(self, task: asyncio.Task[None]) -> None:
+        self._handshakes.discard(task)
+        self._update_room()
+
+    def _update_room(self) -> None:
+        if len(self._handshakes) + len(self._ready) < self._backlog:
+            self._room.set()
+        else:
+            self._room.clear()
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    async def accept(self) -> StreamConnection:
+        while not self._ready:
+            if self._error is not None:
+                raise self._error
+            if self._closed or self._acceptor.done():
+                raise ClosedResourceError(f"listener {self._url} is closed")
+            if self._waiter is not None:
+                raise UsageError(f"listener {self._url}: another task is already accepting")
+            waiter = asyncio.get_running_loop().create_future()
+            self._waiter = waiter
+            try:
+                await waiter
+            finally:
+                self._waiter = None
+        conn = self._ready.popleft()
+        self._update_room()
+        return conn
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._acceptor.cancel()
+        for task in list(self._handshakes):
+            task.cancel()
+        pending = {self._acceptor, *self._handshakes}
+        await asyncio.wait(pending)
+        while self._ready:
+            self._ready.popleft().abort()
+        self._wake()
+        await self._inner.close()
+
+    @property
+    def url(self) -> str:
+        return self._url
+
+    def extra(self, name: str, default: Any = None) -> Any:
+        return self._inner.extra(name, default)
+
+
+def _parse_alpn(text: str) -> tuple[str, ...]:
+    names = tuple(name.strip() for name in text.split(",") if name.strip())
+    if not names:
+        raise ValueError("expected protocol names separated by commas, such as h2,http/1.1")
+    return names
+
+
+def _parse_text(text: str) -> str:
+    if not text:
+        raise ValueError("expected a non-empty value")
+    return text
+
+
+_TLS_OPTIONS: Final[dict[str, Option[Any]]] = {
+    "ca": Option(_parse_text, None, "PEM file of CA certificates to trust (system CAs if absent)"),
+    "cert": Option(_parse_text, None, "PEM file of our certificate chain (required to listen)"),
+    "key": Option(_parse_text, None, "PEM file of our private key (if not in cert)"),
+    "verify": Option.boolean(True, "verify the peer's certificate (verify=0 for tests only)"),
+    "server_hostname": Option(_parse_text, None, "name to verify and send as SNI (URL host)"),
+    "alpn": Option(_parse_alpn, (), "ALPN protocols, comma-separated, in preference order"),
+    "handshake_timeout": Option.seconds(
+        DEFAULT_HANDSHAKE_TIMEOUT, "seconds the TLS handshake may take"
+    ),
+}
+
+
+@final
+class TlsTransport(StreamTransport):
+    """``tls://host:port``: TCP plus the TLS layer (see the module docstring).
+
+    ``client_context`` / ``server_context`` replace the contexts built from URL
+    options (for certificates held in memory, or custom settings); register
+    such an instance with ``Registry.register_transport(..., replace=True)``.
+
+    ``connect`` raises ``ConnectFailed`` when the peer cannot be reached or the
+    handshake times out, and :class:`~netweave.errors.TlsError` when the
+    handshake fails (for example the server's certificate is not trusted).
+    """
+
+    scheme: ClassVar[str] = "tls"
+    options: ClassVar[Mapping[str, Option[Any]]] = {**TcpTransport.options, **_TLS_OPTIONS}
+
+    def __init__(
+        self,
+        *,
+        client_context: ssl.SSLContext | None = None,
+        server_context: ssl.SSLContext | None = None,
+    ) -> None:
+        self._client_context = client_context
+        self._server_context = server_context
+        self._tcp = TcpTransport()
+
+    def _client(self, endpoint: Endpoint) -> ssl.SSLContext:
+        if self._client_context is not None:
+            return self._client_context
+        return tls_client_context(
+            ca=endpoint.option("ca"),
+            cert=endpoint.option("cert"),
+            key=endpoint.option("key"),
+            verify=endpoint.option("verify"),
+            alpn=endpoint.option("alpn"),
+        )
+
+    def _server(self, endpoint: Endpoint) -> ssl.SSLContext:
+        if self._server_context is not None:
+            return self._server_context
+        cert = endpoint.option("cert")
+        if cert is None:
+            raise UsageError(
+                f"{endpoint.url}: a TLS listener needs its certificate: add "
+                f"?cert=server.pem&key=server.key"
+            )
+        return tls_server_context(
+            cert=cert,
+            key=endpoint.option("key"),
+            ca=endpoint.option("ca"),
+            alpn=endpoint.option("alpn"),
+        )
+
+    async def connect(
+        self, endpoint: Endpoint, *, observer: Observer | None = None
+    ) -> StreamConnection:
+        context = self._client(endpoint)
+        # An IP address is checked against the certificate's IP entries; no SNI is sent.
+        hostname = endpoint.option("server_hostname") or endpoint.host
+        inner = await self._tcp.connect(endpoint, observer=observer)
+        timeout = endpoint.option("handshake_timeout")
+        try:
+            return await start_tls(
+                inner,
+                context,
+                server_side=False,
+                server_hostname=hostname,
+                handshake_timeout=timeout,
+            )
+        except PeerUnresponsive as exc:
+            raise ConnectFailed(f"connecting to {endpoint.url}: {exc}") from None
+        except UsageError:
+            inner.abort()
+            raise
+
+    async def listen(self, endpoint: Endpoint, *, observer: Observer | None = None) -> Listener:
+        context = self._server(endpoint)
+        inner = await self._tcp.listen(endpoint, observer=observer)
+        url = inner.url
+        if url.startswith("tcp://"):
+            url = "tls://" + url[len("tcp://") :]
+        return TlsListener(
+            inner,
+            context,
+            url=url,
+            backlog=endpoint.option("backlog"),
+            handshake_timeout=endpoint.option("handshake_timeout"),
+            observer=observer,
+        )
