@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 __all__ = ["NetworkBackend"]
@@ -32,10 +32,13 @@ class NetworkBackend(Protocol):
     async def create_server(
         self,
         protocol_factory: Callable[[], asyncio.BaseProtocol],
-        host: str | None,
+        host: str | Sequence[str] | None,
         port: int,
         *,
         backlog: int = 100,
+        reuse_address: bool | None = None,
+        reuse_port: bool | None = None,
+        start_serving: bool = True,
     ) -> asyncio.AbstractServer: ...
 
     async def create_datagram_endpoint(
@@ -43,6 +46,9 @@ class NetworkBackend(Protocol):
         protocol_factory: Callable[[], asyncio.BaseProtocol],
         local_addr: tuple[str, int] | None = None,
         remote_addr: tuple[str, int] | None = None,
+        *,
+        reuse_port: bool | None = None,
+        allow_broadcast: bool | None = None,
     ) -> tuple[asyncio.DatagramTransport, asyncio.BaseProtocol]: ...
 
     def getaddrinfo(

@@ -7,10 +7,12 @@ from ._datagrams import DatagramConformance
 from ._layers import LayerConformance
 from ._memory import memory_stream_pair
 from ._streams import StreamConformance
+from .pytest_plugin import sim_test
 
 __all__: list[str] = [
     "DatagramConformance",
     "LayerConformance",
     "StreamConformance",
     "memory_stream_pair",
+    "sim_test",
 ]
