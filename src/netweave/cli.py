@@ -27,7 +27,7 @@ import signal
 import sys
 import traceback
 from collections.abc import Callable, Coroutine, Sequence
-from typing import IO, TYPE_CHECKING, Any, Final, NoReturn, TypeVar, final
+from typing import IO, TYPE_CHECKING, Any, Final, Literal, NoReturn, TypeVar, final
 
 import click
 
@@ -37,6 +37,8 @@ from .tools import LOOP_CHOICES
 
 if TYPE_CHECKING:
     from .demo import DemoReport, LegReport
+    from .stack import Channel
+    from .tools import Negotiation
 
 __all__ = ["LAZY_COMMANDS", "NetweaveGroup", "cli", "main"]
 
@@ -198,7 +200,83 @@ def cli() -> None:
     """
 
 
-_STACK_HELP = "Stack spec, bottom layer first (e.g. lp4,json; see 'netweave list')."
+_STACK_HELP = (
+    "Stack spec, bottom layer first (e.g. lp4,json; see 'netweave list'). With "
+    "--negotiate, items may list alternatives, best first: lp4,zstd|lz4|none,msgpack|json."
+)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _connection_options(command: F) -> F:
+    """``--negotiate``, the TLS upgrade's options and ``--verbose``, shared by serve and send."""
+    options = [
+        click.option(
+            "--negotiate",
+            "protocol",
+            metavar="PROTOCOL",
+            help="Negotiate protocol PROTOCOL and the stack (from the --stack alternatives) "
+            "with the peer first.",
+        ),
+        click.option(
+            "--tls",
+            "tls",
+            is_flag=True,
+            help="With --negotiate: require a TLS upgrade after the agreement "
+            "(implied by --tls-cert/--tls-key/--tls-ca).",
+        ),
+        click.option(
+            "--tls-cert", metavar="PEM", help="Our certificate chain (required to serve TLS)."
+        ),
+        click.option("--tls-key", metavar="PEM", help="Our private key (if not in --tls-cert)."),
+        click.option(
+            "--tls-ca",
+            metavar="PEM",
+            help="CAs to trust (send: the server's issuer, system CAs if absent; serve: "
+            "require client certificates it issued).",
+        ),
+        click.option(
+            "--verbose",
+            "-v",
+            is_flag=True,
+            help="Report each connection on stderr: what was agreed, the TLS version and cipher.",
+        ),
+    ]
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _negotiation(
+    protocol: str | None,
+    spec: str,
+    url: str,
+    *,
+    side: Literal["client", "server"],
+    tls: bool,
+    cert: str | None,
+    key: str | None,
+    ca: str | None,
+) -> Negotiation | None:
+    """The side's negotiation settings, ``None`` without ``--negotiate`` (then the TLS
+    options are a usage error: a tls:// URL carries certificates without negotiating)."""
+    from .tools import TlsFiles, prepare_negotiation
+
+    files = TlsFiles(cert=cert, key=key, ca=ca)
+    if protocol is None:
+        if tls or files:
+            raise UsageError(
+                "--tls, --tls-cert, --tls-key and --tls-ca set up the TLS upgrade after "
+                "--negotiate; without negotiating, use a tls:// URL "
+                "(serve: tls://HOST:PORT?cert=server.pem&key=server.key, send: ?ca=ca.pem)"
+            )
+        return None
+    return prepare_negotiation(protocol, spec, url, side=side, tls=tls, files=files)
+
+
+def _report(line: str) -> None:
+    click.echo(f"netweave: {line}", err=True)
+    sys.stderr.flush()
 
 
 # -- serve ---------------------------------------------------------------------------
@@ -220,18 +298,41 @@ def serve() -> None:
     show_default=True,
     help="Event loop; auto uses uvloop when it is installed.",
 )
-def serve_echo(url: str, spec: str, loop_name: str) -> None:
+@_connection_options
+def serve_echo(
+    url: str,
+    spec: str,
+    loop_name: str,
+    protocol: str | None,
+    tls: bool,
+    tls_cert: str | None,
+    tls_key: str | None,
+    tls_ca: str | None,
+    verbose: bool,
+) -> None:
     """Echo every message back to its sender, on URL with stack SPEC.
 
     Prints the URL it listens on (with the real port when 0 was asked) as one
     line on stdout, serves until SIGINT or SIGTERM, then closes every
-    connection and exits 0.
+    connection and exits 0. With --negotiate, each client first agrees on the
+    stack (and TLS); a client that cannot agree is reported on stderr and closed.
     """
-    from .tools import serve_until
+    from .tools import describe_channel, serve_negotiated_until, serve_until
+
+    negotiation = _negotiation(
+        protocol, spec, url, side="server", tls=tls, cert=tls_cert, key=tls_key, ca=tls_ca
+    )
 
     def listening(real_url: str) -> None:
         click.echo(real_url)
         sys.stdout.flush()
+
+    def agreed(channel: Channel[Any]) -> None:
+        if verbose:
+            _report(f"{channel.remote_address}: {describe_channel(channel)}")
+
+    def failed(remote: str, error: NetweaveError) -> None:
+        _report(f"{remote}: negotiation failed: {_one_line(str(error))}")
 
     async def run() -> None:
         stop = asyncio.Event()
@@ -244,7 +345,23 @@ def serve_echo(url: str, spec: str, loop_name: str) -> None:
                     installed.append(sig)
                 except NotImplementedError:  # pragma: no cover - Windows
                     pass
-            await serve_until(url, spec, stop, on_listening=listening)
+            if negotiation is None:
+                await serve_until(
+                    url,
+                    spec,
+                    stop,
+                    on_listening=listening,
+                    on_connected=agreed if verbose else None,
+                )
+            else:
+                await serve_negotiated_until(
+                    url,
+                    negotiation,
+                    stop,
+                    on_listening=listening,
+                    on_agreed=agreed,
+                    on_failed=failed,
+                )
         finally:
             for sig in installed:
                 loop.remove_signal_handler(sig)
@@ -267,31 +384,78 @@ def serve_echo(url: str, spec: str, loop_name: str) -> None:
     default=5.0,
     show_default=True,
     metavar="S",
-    help="Seconds allowed for the whole exchange (connect, send, every reply).",
+    help="Seconds allowed for the whole exchange (connect, negotiate, send, every reply).",
 )
-def send(url: str, messages: tuple[str, ...], spec: str, timeout: float) -> None:
+@_connection_options
+def send(
+    url: str,
+    messages: tuple[str, ...],
+    spec: str,
+    timeout: float,
+    protocol: str | None,
+    tls: bool,
+    tls_cert: str | None,
+    tls_key: str | None,
+    tls_ca: str | None,
+    verbose: bool,
+) -> None:
     """Send each MESSAGE to URL and print each reply on its own line.
 
     How a MESSAGE becomes a message depends on the stack's top layer: raw
     sends its UTF-8 bytes, text sends it as a string, json/msgpack/cbor parse
     it as JSON (replies print as compact JSON). Exits 1 when the server cannot
-    be reached, does not answer in time, or sends fewer replies than messages.
+    be reached, cannot agree (--negotiate), does not answer in time, or sends
+    fewer replies than messages.
     """
     from .endpoints import parse_endpoint
     from .stack import Stack
-    from .tools import check_encodable, exchange, message_format
+    from .tools import (
+        check_encodable,
+        describe_channel,
+        exchange,
+        exchange_negotiated,
+        message_format,
+    )
 
-    parse_endpoint(url)
-    stack = Stack.parse(spec)
-    fmt = message_format(stack)
-    parsed = [fmt.parse(argument, position) for position, argument in enumerate(messages, 1)]
-    check_encodable(stack, parsed)
+    negotiation = _negotiation(
+        protocol, spec, url, side="client", tls=tls, cert=tls_cert, key=tls_key, ca=tls_ca
+    )
+    if negotiation is None:
+        parse_endpoint(url)
+        stack = Stack.parse(spec)
+        fmt = message_format(stack)
+        parsed = [fmt.parse(argument, position) for position, argument in enumerate(messages, 1)]
+        check_encodable(stack, parsed)
+    else:
+        fmt = negotiation.format
+        parsed = negotiation.parse_messages(messages)
+
+    def connected(channel: Channel[Any]) -> None:
+        if verbose:
+            _report(f"{channel.remote_address}: {describe_channel(channel)}")
 
     def print_reply(position: int, reply: Any) -> None:
         click.echo(fmt.render(reply))
         sys.stdout.flush()
 
-    _run(lambda: exchange(url, stack, parsed, timeout=timeout, on_reply=print_reply))
+    if negotiation is None:
+        _run(
+            lambda: exchange(
+                url, stack, parsed, timeout=timeout, on_reply=print_reply, on_connected=connected
+            )
+        )
+    else:
+        chosen = negotiation
+        _run(
+            lambda: exchange_negotiated(
+                url,
+                chosen,
+                parsed,
+                timeout=timeout,
+                on_reply=print_reply,
+                on_connected=connected,
+            )
+        )
 
 
 # -- list ----------------------------------------------------------------------------
@@ -318,7 +482,8 @@ def list_command() -> None:
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 def demo(as_json: bool) -> None:
-    """Echo over TCP, UDP and memory in one process, and show what crossed the wire.
+    """Echo over TCP, UDP, memory, and a negotiated, compressed, encrypted TCP
+    connection, in one process, and show what was agreed and what crossed the wire.
 
     Exits 0 when every reply matched what was sent, 1 otherwise.
     """
@@ -339,26 +504,79 @@ def format_report(report: DemoReport) -> str:
     verdict = (
         "every reply matched what was sent" if report.ok else "SOME REPLIES OR COUNTS DID NOT MATCH"
     )
-    out.write(f"netweave demo: {len(report.legs)} transports, {verdict}\n")
+    out.write(f"netweave demo: {len(report.legs)} legs, {verdict}\n")
+    for note in report.notes:
+        out.write(f"note: {note}\n")
     for leg in report.legs:
         out.write("\n")
-        _render_leg(leg, out)
+        if leg.agreement is None:
+            _render_leg(leg, out)
+        else:
+            _render_negotiated_leg(leg, out)
     return out.getvalue()
 
 
-def _render_leg(leg: LegReport, out: IO[str]) -> None:
-    out.write(f"{leg.transport}  {leg.url}  stack {leg.stack}\n")
+def _render_counts(leg: LegReport, out: IO[str]) -> None:
     out.write(
         f"  messages  sent {leg.messages_sent}, received {leg.messages_received}"
         f"{'  (all replies matched)' if leg.ok else ''}\n"
     )
     out.write(f"  bytes     client->server {leg.bytes_sent}, server->client {leg.bytes_received}\n")
+
+
+def _render_frame(title: str, data: bytes, size: int, out: IO[str]) -> None:
+    cut = "" if len(data) == size else f", first {len(data)} shown"
+    out.write(f"  {title} ({size} bytes{cut}):\n")
+    for line in hexdump(data):
+        out.write(f"    {line}\n")
+
+
+def _render_leg(leg: LegReport, out: IO[str]) -> None:
+    out.write(f"{leg.transport}  {leg.url}  stack {leg.stack}\n")
+    _render_counts(leg, out)
     if leg.first_frame:
-        shown = len(leg.first_frame)
-        cut = "" if shown == leg.first_frame_size else f", first {shown} shown"
-        out.write(f"  first frame on the wire ({leg.first_frame_size} bytes{cut}):\n")
-        for line in hexdump(leg.first_frame):
-            out.write(f"    {line}\n")
+        _render_frame("first frame on the wire", leg.first_frame, leg.first_frame_size, out)
+    for problem in leg.problems:
+        out.write(f"  problem: {problem}\n")
+
+
+def _render_negotiated_leg(leg: LegReport, out: IO[str]) -> None:
+    agreed = leg.agreement or {}
+    offers = leg.offers or {}
+    out.write(f"{leg.name}  {leg.url}  ({leg.transport}, negotiated, then TLS)\n")
+    out.write(f"  offers    client {offers.get('client')}, server {offers.get('server')}\n")
+    features = ", ".join(agreed.get("features", ())) or "none"
+    out.write(
+        f"  agreed    protocol {agreed.get('protocol')} v{agreed.get('version')}, "
+        f"stack {leg.stack} (codec {agreed.get('codec')}, compression "
+        f"{agreed.get('compression')}), max frame {agreed.get('max_frame')} B, "
+        f"features {features}, TLS {'on' if agreed.get('tls') else 'off'}\n"
+    )
+    if leg.tls:
+        names = ", ".join(leg.tls.get("server_names", ())) or "?"
+        out.write(
+            f"  tls       {leg.tls.get('version')}, {leg.tls.get('cipher')} "
+            f"({leg.tls.get('bits')}-bit), server certificate for {names} "
+            f"(made by trustme for this run)\n"
+        )
+    _render_counts(leg, out)
+    sent, received = leg.handshake_bytes
+    out.write(f"            of which hello and TLS handshake: {sent} out, {received} back\n")
+    if leg.messages:
+        shown = json.dumps(leg.messages[0], separators=(",", ":"), default=str)
+        shown = shown if len(shown) <= 60 else shown[:57] + "..."
+        out.write(f"  first message  {shown}\n")
+    if leg.plain_frame:
+        _render_frame(
+            "as the agreed stack frames it, before TLS",
+            leg.plain_frame,
+            leg.plain_frame_size,
+            out,
+        )
+    if leg.first_frame:
+        _render_frame(
+            "on the wire: one TLS record, encrypted", leg.first_frame, leg.first_frame_size, out
+        )
     for problem in leg.problems:
         out.write(f"  problem: {problem}\n")
 

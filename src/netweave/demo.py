@@ -1,10 +1,15 @@
-"""``netweave demo``: echo servers and clients over three transports, in one process.
+"""``netweave demo``: echo servers and clients over several transports, in one process.
 
 :func:`run_demo` starts an echo server and a client on each leg of
 :func:`default_legs` — TCP loopback with ``lp4,json``, UDP loopback with
-``msgpack`` (``json`` when msgpack is not installed) and ``mem://demo`` with
-``line,text`` — sends a few messages, checks that every reply equals what was
-sent, and returns a :class:`DemoReport`. The command line only renders it.
+``msgpack`` (``json`` when msgpack is not installed), ``mem://demo`` with
+``line,text``, and a *negotiated* leg over TCP loopback: the client and the
+server negotiate the protocol version, the stack (compression, codec), the
+maximum frame, feature flags and a TLS upgrade, with a certificate made at run
+time by ``trustme`` — then send a few messages, check that every reply equals
+what was sent, and return a :class:`DemoReport`. The command line only renders
+it. Without trustme the negotiated leg is left out and the report says so in
+one line of :attr:`DemoReport.notes`.
 
 Every number in the report comes from events recorded by a
 :class:`~netweave.observe.RecordingObserver`: messages from ``MessageSent`` /
@@ -12,18 +17,25 @@ Every number in the report comes from events recorded by a
 ``BytesReceived`` (on both the client's and the server's side, which must
 agree), and the first frame from a :class:`WireChunk` event emitted by a tap
 layer at the very bottom of the client's stack, so it holds exactly the bytes
-handed to the transport (for TCP, with its 4-byte length prefix).
+handed to the transport (for TCP, with its 4-byte length prefix). On the
+negotiated leg that tap shows the frame before encryption, and a second tap
+under TLS shows the same frame on the wire, encrypted.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import importlib
+import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Final, Literal, Self, final
 
+from . import negotiate
 from .client import connect
-from .errors import MissingDependency, NetweaveError
+from .endpoints import parse_endpoint
+from .errors import EndOfStream, MissingDependency, NetweaveError
 from .layers import Layer, UnitKind
 from .observe import (
     BytesReceived,
@@ -35,8 +47,9 @@ from .observe import (
     RecordingObserver,
 )
 from .server import serve
-from .stack import Stack
+from .stack import Stack, StreamChannel
 from .tools import echo
+from .transports import StreamConnection, StreamTransport
 
 __all__ = [
     "DemoLeg",
@@ -51,6 +64,11 @@ __all__ = [
 CHUNK_KEEP: Final = 64
 #: The default bound on each leg (connect, every message, close).
 LEG_TIMEOUT: Final = 5.0
+#: What the negotiated leg needs and how to get it.
+TRUSTME_MISSING: Final = (
+    "the negotiated, compressed, encrypted leg needs trustme (it makes the demo's "
+    "certificate): pip install 'netweave[demo]'"
+)
 
 
 @final
@@ -113,28 +131,123 @@ def _tapped(stack: Stack, observer: Observer, source: str) -> Stack:
 
 
 @final
+class _WireTap(StreamConnection):
+    """A connection passed through unchanged, reporting what crosses it as
+    :class:`WireChunk` events whose source ends in the current ``phase``."""
+
+    def __init__(self, inner: StreamConnection, observer: Observer, source: str) -> None:
+        self._inner = inner
+        self._observer = observer
+        self._source = source
+        #: ``"handshake"`` (hello and TLS handshake) until set to ``"data"``.
+        self.phase = "handshake"
+
+    def _report(self, direction: Literal["sent", "received"], data: bytes) -> None:
+        if data:
+            chunk = bytes(data[:CHUNK_KEEP])
+            self._observer(WireChunk(f"{self._source} {self.phase}", direction, chunk, len(data)))
+
+    async def send(self, data: bytes | bytearray | memoryview) -> None:
+        self._report("sent", bytes(data))
+        await self._inner.send(data)
+
+    async def receive(self, max_bytes: int | None = None) -> bytes:
+        data = await self._inner.receive(max_bytes)
+        self._report("received", data)
+        return data
+
+    async def send_eof(self) -> None:
+        await self._inner.send_eof()
+
+    async def close(self) -> None:
+        await self._inner.close()
+
+    def abort(self) -> None:
+        self._inner.abort()
+
+    @property
+    def local_address(self) -> str:
+        return self._inner.local_address
+
+    @property
+    def remote_address(self) -> str:
+        return self._inner.remote_address
+
+    @property
+    def is_closing(self) -> bool:
+        return self._inner.is_closing
+
+    def extra(self, name: str, default: Any = None) -> Any:
+        return self._inner.extra(name, default)
+
+
+@final
 @dataclass(frozen=True, slots=True)
 class DemoLeg:
-    """One transport to demonstrate: where the server listens, its stack, what to send."""
+    """One transport to demonstrate: where the server listens, its stack, what to send.
+
+    A negotiated leg names its ``protocol``: ``stack`` is then the client's offer
+    and ``server_stack`` the server's policy (stack specs whose items list
+    alternatives, best first), and the two negotiate a TLS upgrade.
+    """
 
     url: str
     stack: str
     messages: tuple[Any, ...]
+    protocol: str | None = None
+    server_stack: str | None = None
 
     @property
     def transport(self) -> str:
         """The URL scheme."""
         return self.url.split("://", 1)[0]
 
+    @property
+    def name(self) -> str:
+        """``negotiated`` for a negotiated leg, else the URL scheme."""
+        return "negotiated" if self.protocol is not None else self.transport
+
+
+def _installed(spec: str) -> bool:
+    try:
+        Stack.parse(spec)
+    except MissingDependency:
+        return False
+    return True
+
+
+def _trustme_installed() -> bool:
+    try:
+        importlib.import_module("trustme")
+    except ImportError:
+        return False
+    return True
+
+
+def negotiated_leg() -> DemoLeg:
+    """The negotiated leg: TCP loopback, offers built from the installed codecs and
+    compressors (the server prefers zstd, then lz4, then zlib; msgpack, then json)."""
+    compressors = [name for name in ("zstd", "lz4") if _installed(name)] + ["zlib"]
+    codecs = ["msgpack", "json"] if _installed("msgpack") else ["json"]
+    # The client lists them the other way round: the server's preferences win.
+    return DemoLeg(
+        "tcp://127.0.0.1:0",
+        f"lp4,{'|'.join(reversed(compressors))}|none,{'|'.join(reversed(codecs))}",
+        (
+            {"hello": "negotiated", "note": "compressed, then encrypted " * 12},
+            [1, 2, 3],
+            "three messages",
+        ),
+        protocol="demo",
+        server_stack=f"lp4,{'|'.join(compressors)}|none,{'|'.join(codecs)}",
+    )
+
 
 def default_legs() -> list[DemoLeg]:
-    """TCP with ``lp4,json``, UDP with ``msgpack`` (or ``json``), memory with ``line,text``."""
-    try:
-        Stack.parse("msgpack")
-        udp_stack = "msgpack"
-    except MissingDependency:
-        udp_stack = "json"
-    return [
+    """TCP with ``lp4,json``, UDP with ``msgpack`` (or ``json``), memory with ``line,text``,
+    and :func:`negotiated_leg` when trustme is installed."""
+    udp_stack = "msgpack" if _installed("msgpack") else "json"
+    legs = [
         DemoLeg(
             "tcp://127.0.0.1:0",
             "lp4,json",
@@ -147,6 +260,9 @@ def default_legs() -> list[DemoLeg]:
         ),
         DemoLeg("mem://demo", "line,text", ("hello memory", "second line", "last")),
     ]
+    if _trustme_installed():
+        legs.append(negotiated_leg())
+    return legs
 
 
 @final
@@ -171,6 +287,19 @@ class LegReport:
     first_frame: bytes
     first_frame_size: int
     error: str | None = None
+    #: ``negotiated`` for the negotiated leg, else the transport.
+    name: str = ""
+    #: Negotiated leg: what both sides agreed (``Agreement`` fields), and the offers.
+    agreement: dict[str, Any] | None = None
+    offers: dict[str, str] | None = None
+    #: Negotiated leg: the TLS version, cipher suite and the server's certificate names.
+    tls: dict[str, Any] | None = None
+    #: Negotiated leg: the first frame as the agreed stack made it, before encryption
+    #: (``first_frame`` is then the first TLS record on the wire).
+    plain_frame: bytes = b""
+    plain_frame_size: int = 0
+    #: Negotiated leg: bytes of the hello and TLS handshake, client->server and back.
+    handshake_bytes: tuple[int, int] = (0, 0)
 
     @property
     def problems(self) -> list[str]:
@@ -201,6 +330,11 @@ class LegReport:
             )
         if not self.first_frame:
             out.append("no frame was seen leaving the client")
+        if self.agreement is not None:
+            if not self.agreement.get("tls") or not self.tls:
+                out.append("TLS was not agreed and set up")
+            if not self.plain_frame or self.plain_frame == self.first_frame:
+                out.append("the frame on the wire is not the encrypted plaintext frame")
         return out
 
     @property
@@ -210,7 +344,18 @@ class LegReport:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict (``first_frame`` as hex)."""
+        extra: dict[str, Any] = {}
+        if self.agreement is not None:
+            extra = {
+                "agreement": self.agreement,
+                "offers": self.offers,
+                "tls": self.tls,
+                "plain_frame_hex": self.plain_frame.hex(),
+                "plain_frame_size": self.plain_frame_size,
+                "handshake_bytes": list(self.handshake_bytes),
+            }
         return {
+            "name": self.name or self.transport,
             "transport": self.transport,
             "url": self.url,
             "stack": self.stack,
@@ -226,6 +371,7 @@ class LegReport:
             "first_frame_size": self.first_frame_size,
             "ok": self.ok,
             "problems": self.problems,
+            **extra,
         }
 
 
@@ -235,6 +381,8 @@ class DemoReport:
     """Every leg's report; ``ok`` when every leg succeeded."""
 
     legs: tuple[LegReport, ...] = field(default_factory=tuple)
+    #: One line each about legs that were left out (and how to get them).
+    notes: tuple[str, ...] = ()
 
     @property
     def ok(self) -> bool:
@@ -243,7 +391,11 @@ class DemoReport:
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict."""
-        return {"ok": self.ok, "legs": [leg.to_dict() for leg in self.legs]}
+        return {
+            "ok": self.ok,
+            "legs": [leg.to_dict() for leg in self.legs],
+            "notes": list(self.notes),
+        }
 
 
 async def run_demo(
@@ -253,10 +405,22 @@ async def run_demo(
 
     A leg that fails — a netweave error, or not finishing within ``timeout``
     seconds — is reported with its ``error`` rather than raised, so one broken
-    transport does not hide the others.
+    transport does not hide the others. With the default legs and no trustme,
+    :attr:`DemoReport.notes` says that the negotiated leg was left out and how
+    to get it.
     """
-    chosen = default_legs() if legs is None else list(legs)
-    return DemoReport(tuple([await _run_leg(leg, timeout) for leg in chosen]))
+    notes: tuple[str, ...] = ()
+    if legs is None:
+        chosen = default_legs()
+        if not any(leg.protocol for leg in chosen):
+            notes = (TRUSTME_MISSING,)
+    else:
+        chosen = list(legs)
+    reports = []
+    for leg in chosen:
+        run = _run_leg if leg.protocol is None else _run_negotiated_leg
+        reports.append(await run(leg, timeout))
+    return DemoReport(tuple(reports), notes)
 
 
 async def _run_leg(leg: DemoLeg, timeout: float) -> LegReport:
@@ -283,6 +447,7 @@ async def _run_leg(leg: DemoLeg, timeout: float) -> LegReport:
     sent_chunks = [c for c in client.of_type(WireChunk) if c.direction == "sent"]
     first = sent_chunks[0] if sent_chunks else None
     return LegReport(
+        name=leg.name,
         transport=leg.transport,
         url=url,
         stack=leg.stack,
@@ -297,4 +462,147 @@ async def _run_leg(leg: DemoLeg, timeout: float) -> LegReport:
         first_frame=b"" if first is None else first.data,
         first_frame_size=0 if first is None else first.size,
         error=error,
+    )
+
+
+def _demo_tls() -> tuple[ssl.SSLContext, ssl.SSLContext]:
+    """Client and server TLS contexts for a CA made now by trustme: the server presents a
+    certificate for 127.0.0.1 issued by it; the client trusts that CA alone."""
+    try:
+        trustme = importlib.import_module("trustme")
+    except ImportError:
+        raise MissingDependency("the demo's encrypted leg", "trustme", "demo") from None
+    authority = trustme.CA()
+    server = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    authority.issue_cert("127.0.0.1").configure_cert(server)
+    client = ssl.create_default_context()
+    authority.configure_trust(client)
+    return client, server
+
+
+def _agreement_dict(agreement: negotiate.Agreement) -> dict[str, Any]:
+    fields = dataclasses.asdict(agreement)
+    fields["features"] = sorted(agreement.features)
+    return fields
+
+
+def _tls_dict(channel: negotiate.NegotiatedChannel[Any]) -> dict[str, Any] | None:
+    version = channel.connection.extra("tls_version")
+    if not version:
+        return None
+    name, _protocol, bits = channel.connection.extra("cipher")
+    cert = channel.peer_certificate or {}
+    return {
+        "version": version,
+        "cipher": name,
+        "bits": bits,
+        "server_names": [value for _kind, value in cert.get("subjectAltName", ())],
+    }
+
+
+def _first(chunks: list[WireChunk], source: str) -> WireChunk | None:
+    return next((c for c in chunks if c.source == source and c.direction == "sent"), None)
+
+
+async def _run_negotiated_leg(leg: DemoLeg, timeout: float) -> LegReport:
+    """Negotiate (with a TLS upgrade) over TCP loopback, then echo ``leg.messages``.
+
+    The server's policy wants protocol version 2 or 1, a 64 KiB maximum frame,
+    features ``receipts`` and ``typing``, and requires TLS; the client offers
+    versions 1 and 2, feature ``receipts`` and TLS if the server wants it. At the
+    end each side sends its ``close_notify`` and reads the other's, so both
+    sides' byte counts cover the same bytes.
+    """
+    assert leg.protocol is not None
+    assert leg.server_stack is not None
+    client = RecordingObserver(limit=10_000)
+    server_side = RecordingObserver(limit=10_000)
+    source = f"demo client {leg.name}"
+    replies: list[Any] = []
+    url = leg.url
+    error: str | None = None
+    agreement: dict[str, Any] | None = None
+    tls: dict[str, Any] | None = None
+    stack = leg.stack
+    try:
+        async with asyncio.timeout(timeout):
+            client_tls, server_tls = _demo_tls()
+            policy = negotiate.offer_from_spec(
+                leg.protocol,
+                leg.server_stack,
+                versions=[2, 1],
+                max_frame=64 * 1024,
+                features={"receipts", "typing"},
+                tls="required",
+            )
+            offer = negotiate.offer_from_spec(
+                leg.protocol, leg.stack, versions=[1, 2], features={"receipts"}, tls="optional"
+            )
+            async with negotiate.serve(
+                leg.url, policy, echo, tls_context=server_tls, observer=server_side
+            ) as server:
+                url = server.url
+                endpoint, transport = parse_endpoint(url)
+                assert isinstance(transport, StreamTransport)
+                wire = _WireTap(
+                    await transport.connect(endpoint, observer=client), client, f"{source} wire"
+                )
+                negotiated = await negotiate.client(
+                    wire, offer, tls_context=client_tls, server_hostname=endpoint.host
+                )
+                wire.phase = "data"
+                agreed = negotiated.agreement
+                agreement = _agreement_dict(agreed)
+                tls = _tls_dict(negotiated)
+                stack = f"{agreed.framing},{agreed.compression},{agreed.codec}"
+                # The agreed stack on the agreed (encrypted) connection, with a tap below it.
+                channel: StreamChannel[Any] = StreamChannel(
+                    negotiated.connection,
+                    _tapped(negotiated.stack.fresh(), client, f"{source} stack"),
+                    observer=client,
+                )
+                async with channel:
+                    for message in leg.messages:
+                        await channel.send(message)
+                        replies.append(await channel.receive())
+                    await channel.send_eof()
+                    try:
+                        extra = await channel.receive()
+                    except EndOfStream:
+                        pass
+                    else:
+                        error = f"the server sent {extra!r} after the last reply"
+    except NetweaveError as exc:
+        error = f"{type(exc).__name__}: {exc}"
+    except TimeoutError:
+        error = f"did not finish within {timeout:g} s"
+    chunks = client.of_type(WireChunk)
+    first = _first(chunks, f"{source} wire data")
+    plain = _first(chunks, f"{source} stack")
+    handshake = [c for c in chunks if c.source == f"{source} wire handshake"]
+    return LegReport(
+        name=leg.name,
+        transport=leg.transport,
+        url=url,
+        stack=stack,
+        messages=leg.messages,
+        replies=tuple(replies),
+        messages_sent=len(client.of_type(MessageSent)),
+        messages_received=sum(e.count for e in client.of_type(MessageReceived)),
+        bytes_sent=sum(e.count for e in client.of_type(BytesSent)),
+        bytes_received=sum(e.count for e in client.of_type(BytesReceived)),
+        server_bytes_sent=sum(e.count for e in server_side.of_type(BytesSent)),
+        server_bytes_received=sum(e.count for e in server_side.of_type(BytesReceived)),
+        first_frame=b"" if first is None else first.data,
+        first_frame_size=0 if first is None else first.size,
+        error=error,
+        agreement=agreement,
+        offers={"client": leg.stack, "server": leg.server_stack},
+        tls=tls,
+        plain_frame=b"" if plain is None else plain.data,
+        plain_frame_size=0 if plain is None else plain.size,
+        handshake_bytes=(
+            sum(c.size for c in handshake if c.direction == "sent"),
+            sum(c.size for c in handshake if c.direction == "received"),
+        ),
     )

@@ -56,6 +56,18 @@ def read_line(proc: subprocess.Popen[str], timeout: float = WAIT) -> str:
     return line.strip()
 
 
+def read_err_line(proc: subprocess.Popen[str], timeout: float = WAIT) -> str:
+    """The next stderr line of ``proc``; fails the test if none comes within ``timeout``."""
+    assert proc.stderr is not None
+    ready, _, _ = select.select([proc.stderr], [], [], timeout)
+    if not ready:
+        pytest.fail(f"nothing on stderr from {proc.args!r} within {timeout} s")
+    line = proc.stderr.readline()
+    if not line:
+        pytest.fail(f"{proc.args!r} exited ({proc.poll()}) without a line on stderr")
+    return line.strip()
+
+
 def stop(proc: subprocess.Popen[str]) -> None:
     """Kill ``proc`` if it still runs, and reap it."""
     if proc.poll() is None:

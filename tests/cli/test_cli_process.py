@@ -256,8 +256,8 @@ def test_demo_runs_as_a_process() -> None:
     assert result.returncode == 0, result.stdout + result.stderr
     report = json.loads(result.stdout)
     assert report["ok"] is True
-    legs = {leg["transport"]: leg for leg in report["legs"]}
-    assert set(legs) == {"tcp", "udp", "mem"}
+    legs = {leg["name"]: leg for leg in report["legs"]}
+    assert set(legs) == {"tcp", "udp", "mem", "negotiated"}
     assert len({leg["stack"] for leg in legs.values()}) >= 2
     for leg in legs.values():
         assert leg["bytes_sent"] > 0
@@ -265,11 +265,15 @@ def test_demo_runs_as_a_process() -> None:
         assert leg["messages_sent"] == leg["messages_received"] == len(leg["messages"])
     text = run_netweave("demo")
     assert text.returncode == 0, text.stdout + text.stderr
-    for leg in legs.values():
+    for name, leg in legs.items():
         scheme, stack = re.escape(leg["transport"]), re.escape(leg["stack"])
-        assert re.search(rf"^{scheme}  {scheme}://\S+  stack {stack}$", text.stdout, re.M)
+        if name == "negotiated":
+            assert re.search(rf"^negotiated  {scheme}://\S+  \(", text.stdout, re.M)
+            assert re.search(rf"^  agreed    protocol demo v2, stack {stack} ", text.stdout, re.M)
+        else:
+            assert re.search(rf"^{scheme}  {scheme}://\S+  stack {stack}$", text.stdout, re.M)
     counts = re.findall(r"client->server (\d+), server->client (\d+)", text.stdout)
-    assert len(counts) == 3
+    assert len(counts) == 4
     assert all(int(n) > 0 for pair in counts for n in pair)
 
 

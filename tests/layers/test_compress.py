@@ -219,6 +219,69 @@ def test_announced_size_is_checked_before_allocating(cls: type[Compression]) -> 
     assert peak < 64 * 1024
 
 
+def test_zstd_skippable_frame_is_refused_without_allocating() -> None:
+    """A skippable frame (its own magic, any size) has no content size of its own: the
+    library reports 0 for it, yet would allocate its announced length to "decompress" it."""
+    skippable = (0x184D2A50).to_bytes(4, "little") + (2**31).to_bytes(4, "little") + bytes(8)
+    tracemalloc.start()
+    try:
+        with pytest.raises(DecodeError, match="skippable") as info:
+            Zstd().decode(b"\x02" + skippable)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert info.value.layer == "zstd"
+    assert peak < 64 * 1024
+
+
+def test_zstd_empty_frame_decodes_and_nothing_may_follow_it() -> None:
+    empty = zstandard.ZstdCompressor().compress(b"")
+    assert zstandard.frame_content_size(empty) == 0
+    assert Zstd().decode(b"\x02" + empty) == [b""]
+    with pytest.raises(DecodeError, match="4 bytes after the end"):
+        Zstd().decode(b"\x02" + empty + b"junk")
+    with pytest.raises(DecodeError):
+        Zstd().decode(b"\x02" + empty[:-1])
+
+
+@pytest.mark.parametrize("delta", [-24, 24])
+def test_zstd_frame_whose_content_size_lies_is_refused(delta: int) -> None:
+    frame = bytearray(zstandard.ZstdCompressor(level=3).compress(b"abc" * 341 + b"x"))
+    assert frame[4] == 0x60  # single segment, 2-byte content size (value - 256) at offset 5
+    announced = int.from_bytes(frame[5:7], "little") + delta
+    frame[5:7] = announced.to_bytes(2, "little")
+    with pytest.raises(DecodeError, match="corrupt zstd frame"):
+        Zstd().decode(b"\x02" + bytes(frame))
+
+
+@pytest.mark.parametrize("delta", [-1, 1])
+def test_lz4_block_whose_size_header_lies_is_refused(delta: int) -> None:
+    data = b"netweave " * 100
+    frame = bytearray(b"\x03" + lz4.block.compress(data, store_size=True))
+    frame[1:5] = (len(data) + delta).to_bytes(4, "little")
+    with pytest.raises(DecodeError, match="corrupt lz4 block"):
+        Lz4().decode(bytes(frame))
+
+
+def test_lz4_frame_shorter_than_its_size_header() -> None:
+    with pytest.raises(DecodeError, match="shorter than its 4-byte size header"):
+        Lz4().decode(b"\x03\x10\x00")
+
+
+@pytest.mark.parametrize("cls", ALL)
+@pytest.mark.parametrize("size", [100, 10_000, 200_000])
+def test_large_and_small_frames_decode_from_bytes_and_views(
+    cls: type[Compression], size: int
+) -> None:
+    """Frames are sliced when small and viewed when large; both give the same bytes."""
+    data = b"".join(b"netweave %d " % i for i in range(size))[:size]
+    frame = cls(threshold=0, max_frame=size).encode(data)
+    assert frame[0] == cls.marker
+    assert cls(max_frame=size).decode(frame) == [data]
+    with pytest.raises(DecodeError):
+        cls(max_frame=size).decode(frame + b"\x00")
+
+
 @pytest.mark.parametrize("cls", ALL)
 def test_frame_exactly_at_the_bound_is_accepted(cls: type[Compression]) -> None:
     limit = 10_000

@@ -23,7 +23,7 @@ from netweave.errors import (
     TlsError,
     UsageError,
 )
-from netweave.observe import ConnectionClosed, Event
+from netweave.observe import BytesSent, ConnectionClosed, Event, RecordingObserver
 from netweave.testing import StreamConformance, memory_stream_pair
 from netweave.testing._streams import receive_exactly, receive_until_eof
 from netweave.transports import (
@@ -153,6 +153,156 @@ async def test_large_messages_are_split_into_records() -> None:
         sending = asyncio.create_task(client.send(data))
         assert await receive_exactly(server, len(data)) == data
         await sending
+
+
+class RecordCounter(StreamConnection):
+    """Passes a connection through, counting the TLS records it receives (by header)."""
+
+    def __init__(self, inner: StreamConnection) -> None:
+        self.inner = inner
+        self.records = 0
+        self._skip = 0  # bytes left of the current record's body
+        self._header = b""
+
+    def _count(self, chunk: bytes) -> None:
+        view = memoryview(chunk)
+        while view:
+            if self._skip:
+                step = min(self._skip, len(view))
+                self._skip -= step
+                view = view[step:]
+                continue
+            need = 5 - len(self._header)
+            self._header += bytes(view[:need])
+            view = view[need:]
+            if len(self._header) == 5:
+                self.records += 1
+                self._skip = int.from_bytes(self._header[3:5], "big")
+                self._header = b""
+
+    async def send(self, data: bytes | bytearray | memoryview) -> None:
+        await self.inner.send(data)
+
+    async def receive(self, max_bytes: int | None = None) -> bytes:
+        chunk = await self.inner.receive(max_bytes)
+        self._count(chunk)
+        return chunk
+
+    async def send_eof(self) -> None:
+        await self.inner.send_eof()
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+    def abort(self) -> None:
+        self.inner.abort()
+
+    @property
+    def local_address(self) -> str:
+        return self.inner.local_address
+
+    @property
+    def remote_address(self) -> str:
+        return self.inner.remote_address
+
+    @property
+    def is_closing(self) -> bool:
+        return self.inner.is_closing
+
+
+async def tls_client_over_tcp(
+    observer: Any = None,
+) -> tuple[StreamConnection, RecordCounter, TlsConnection]:
+    """A ``tls://`` client, and the server's end: TLS over a record-counting TCP connection."""
+    endpoint, tcp = parse_endpoint("tcp://127.0.0.1:0")
+    assert isinstance(tcp, StreamTransport)
+    listener = await tcp.listen(endpoint)
+    try:
+        transport = TlsTransport(client_context=client_ctx())
+        target, _ = parse_endpoint(
+            listener.url.replace("tcp://", "tls://") + f"?server_hostname={HOST}"
+        )
+        connecting = asyncio.create_task(transport.connect(target, observer=observer))
+        counter = RecordCounter(await listener.accept())
+        server = await start_tls(counter, server_ctx(), server_side=True)
+        client = await connecting
+    finally:
+        await listener.close()
+    return client, counter, server
+
+
+async def test_many_small_channel_sends_coalesce_into_few_records_and_writes() -> None:
+    """1000 small messages sent back to back leave as a handful of records and writes,
+    not one record (and one encryption) per message."""
+    recorder = RecordingObserver()
+    client, counter, server = await tls_client_over_tcp(recorder)
+    messages = [b"small message %d" % i for i in range(1000)]
+    expected = b"".join(len(m).to_bytes(4, "big") + m for m in messages)
+    async with server:
+        channel: netweave.StreamChannel[bytes] = netweave.StreamChannel(
+            client, netweave.Stack.parse("lp4,raw")
+        )
+        handshake_records, handshake_writes = counter.records, len(recorder.of_type(BytesSent))
+        for message in messages:
+            await channel.send(message)
+        await channel.close()
+        assert await receive_until_eof(server, len(expected)) == expected
+    records = counter.records - handshake_records
+    writes = len(recorder.of_type(BytesSent)) - handshake_writes
+    # 21 KiB of plaintext: two full 16 KiB records at most, plus close_notify.
+    assert 1 <= records <= 4, f"{records} records for {len(messages)} messages"
+    assert 1 <= writes <= 4, f"{writes} writes for {len(messages)} messages"
+
+
+async def test_send_nowait_holds_small_data_until_the_loop_runs() -> None:
+    client, _counter, server = await tls_client_over_tcp()
+    async with client, server:
+        assert client.send_nowait(b"first ", more=True)
+        assert client.send_nowait(b"second")
+        assert await receive_exactly(server, 12) == b"first second"
+        assert not client.send_nowait(b"x" * (16 * 1024 + 1)), "over one record: use send"
+        await client.send_eof()
+        assert not client.send_nowait(b"late")
+        assert await receive_until_eof(server, 0) == b""
+
+
+async def test_send_nowait_needs_a_fast_inner_connection() -> None:
+    client, server = await tls_pair()  # memory streams have no fast path
+    async with client, server:
+        assert not client.send_nowait(b"data")
+        await client.send(b"data")
+        assert await receive_exactly(server, 4) == b"data"
+
+
+async def test_small_sends_still_wait_for_a_peer_that_does_not_read() -> None:
+    """Coalesced small sends keep backpressure: the sender blocks, nothing is lost,
+    order is kept."""
+    client, _counter, server = await tls_client_over_tcp()
+    piece = bytes(range(256)) * 4
+    limit = 32 * 1024 * 1024
+    async with client, server:
+        sent = 0
+
+        async def writer() -> None:
+            nonlocal sent
+            while sent < limit:
+                await client.send(piece)
+                sent += len(piece)
+
+        task = asyncio.create_task(writer())
+        try:
+            done, _ = await asyncio.wait({task}, timeout=0.25)
+            assert not done, f"send never waited: {sent} bytes accepted, none read"
+            received = bytearray()
+            while len(received) < limit:
+                chunk = await server.receive()
+                assert chunk, "end of stream in the middle of the data"
+                received += chunk
+            await task
+        finally:
+            task.cancel()
+        assert len(received) == limit
+        assert received == piece * (limit // len(piece))
 
 
 async def test_handshake_timeout_cuts_off_a_silent_peer() -> None:

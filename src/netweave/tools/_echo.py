@@ -35,17 +35,27 @@ async def serve_until(
     stop: asyncio.Event,
     *,
     on_listening: Callable[[str], None] | None = None,
+    on_connected: Callable[[Channel[Any]], None] | None = None,
     observer: Observer | None = None,
 ) -> None:
     """Serve :func:`echo` on ``url`` with ``stack`` until ``stop`` is set, then close.
 
     ``on_listening`` is called once with the server's real URL (the real port
-    when 0 was asked) as soon as it listens. Closing the server aborts every
-    open connection and cancels its handler. Raises what :func:`netweave.serve`
-    raises: ``InvalidEndpoint`` / ``InvalidStackSpec`` for bad input,
-    ``ListenFailed`` when the address cannot be bound.
+    when 0 was asked) as soon as it listens; ``on_connected(channel)`` for each
+    new channel. Closing the server aborts every open connection and cancels its
+    handler. Raises what :func:`netweave.serve` raises: ``InvalidEndpoint`` /
+    ``InvalidStackSpec`` for bad input, ``ListenFailed`` when the address cannot
+    be bound.
     """
-    async with serve(url, stack, echo, observer=observer) as server:
+    handler = echo
+    if on_connected is not None:
+        report = on_connected
+
+        async def handler(channel: Channel[Any]) -> None:
+            report(channel)
+            await echo(channel)
+
+    async with serve(url, stack, handler, observer=observer) as server:
         if on_listening is not None:
             on_listening(server.url)
         await stop.wait()

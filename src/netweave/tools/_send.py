@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ..client import connect
@@ -11,9 +11,9 @@ from ..errors import DeadlineExceeded, EndOfStream, UsageError
 
 if TYPE_CHECKING:
     from ..observe import Observer
-    from ..stack import Stack
+    from ..stack import Channel, Stack
 
-__all__ = ["exchange"]
+__all__ = ["exchange", "exchange_with"]
 
 
 async def exchange(
@@ -23,13 +23,15 @@ async def exchange(
     *,
     timeout: float,
     on_reply: Callable[[int, Any], None],
+    on_connected: Callable[[Channel[Any]], None] | None = None,
     observer: Observer | None = None,
 ) -> None:
     """Connect to ``url``, then for each message send it and wait for one reply.
 
-    ``on_reply(position, reply)`` is called for each reply as it arrives
-    (positions count from 1). ``timeout`` bounds the whole exchange: connecting,
-    sending and every reply. The channel is closed before returning.
+    ``on_connected(channel)`` is called once connected; ``on_reply(position,
+    reply)`` for each reply as it arrives (positions count from 1). ``timeout``
+    bounds the whole exchange: connecting, sending and every reply. The channel
+    is closed before returning.
 
     Raises ``UsageError`` for a non-positive ``timeout`` or bad URL/stack (before
     any I/O), ``ConnectFailed`` when the server cannot be reached,
@@ -37,14 +39,42 @@ async def exchange(
     ``EndOfStream`` when the server ended the stream before every reply came,
     and any ``ProtocolError`` / ``ConnectionBroken`` the channel raises.
     """
+
+    async def open_channel() -> Channel[Any]:
+        return await connect(url, stack, observer=observer)
+
+    await exchange_with(
+        url,
+        open_channel,
+        messages,
+        timeout=timeout,
+        on_reply=on_reply,
+        on_connected=on_connected,
+        step=f"connecting to {url}",
+    )
+
+
+async def exchange_with(
+    url: str,
+    open_channel: Callable[[], Awaitable[Channel[Any]]],
+    messages: Sequence[Any],
+    *,
+    timeout: float,
+    on_reply: Callable[[int, Any], None],
+    on_connected: Callable[[Channel[Any]], None] | None = None,
+    step: str,
+) -> None:
+    """:func:`exchange` over the channel ``open_channel()`` gives (``step`` names that
+    step in a timeout message); raises as ``exchange`` does."""
     if not timeout > 0:
         raise UsageError(f"the timeout must be a positive number of seconds, not {timeout}")
     total = len(messages)
-    step = f"connecting to {url}"
     try:
         async with asyncio.timeout(timeout):
-            channel = await connect(url, stack, observer=observer)
+            channel = await open_channel()
             try:
+                if on_connected is not None:
+                    on_connected(channel)
                 for position, message in enumerate(messages, start=1):
                     step = f"sending message {position} of {total}"
                     await channel.send(message)
