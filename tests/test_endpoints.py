@@ -80,7 +80,7 @@ def test_port_0_is_allowed_for_listening() -> None:
     ("url", "message"),
     [
         # unknown scheme, listing the known ones
-        ("tpc://127.0.0.1:9000", "unknown scheme 'tpc'; known schemes: mem, tcp, "),
+        ("tpc://127.0.0.1:9000", "unknown scheme 'tpc'; known schemes: mem, quic, tcp, "),
         ("127.0.0.1:9000", "is not an endpoint URL; expected SCHEME://ADDRESS such as"),
         # missing or invalid port
         ("tcp://127.0.0.1", "missing port; write HOST:PORT, e.g. 127.0.0.1:9000"),

@@ -23,6 +23,7 @@ import contextlib
 import importlib
 import io
 import json
+import logging
 import signal
 import sys
 import traceback
@@ -593,6 +594,9 @@ def hexdump(data: bytes, width: int = 16) -> list[str]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """The ``netweave`` entry point; returns the exit status."""
+    # aioquic logs a failed handshake on its own "quic" logger; the CLI already
+    # reports the error in its one line, so keep the library's copy off stderr.
+    logging.getLogger("quic").addHandler(logging.NullHandler())
     result: int = cli.main(args=argv, prog_name="netweave", standalone_mode=False)
     return result
 

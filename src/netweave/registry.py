@@ -43,6 +43,7 @@ BUILTIN_TRANSPORTS: dict[str, str] = {
     "udp": "netweave.transports._udp:UdpTransport",
     "mem": "netweave.transports._mem:MemTransport",
     "tls": "netweave.transports._tls:TlsTransport",
+    "quic": "netweave.transports._quic:QuicTransport",
 }
 
 BUILTIN_LAYERS: dict[str, str] = {

@@ -233,6 +233,9 @@ def test_quic_url_serve_and_send(start_server: StartServer, certs: dict[str, str
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == ['{"over":"quic"}', "2"]
+    untrusted = run_netweave("send", f"{url}?ca={certs['other_ca']}", "--stack", "lp4,json", "1")
+    assert untrusted.returncode == 1
+    assert "certificate" in one_error_line(untrusted.stderr)  # aioquic's own log line is kept quiet
     stop_cleanly(proc)
 
 

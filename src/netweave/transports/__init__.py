@@ -1,10 +1,12 @@
 """Transports: the only place netweave does I/O.
 
 Contracts live in :mod:`netweave.transports.base`; implementations register
-under URL schemes (``tcp``, ``udp``, ``unix``, ``mem``) in the registry.
+under URL schemes (``tcp``, ``udp``, ``unix``, ``mem``, ``tls``, ``quic``) in the
+registry.
 """
 
 from ._mem import MemoryStreamConnection
+from ._quic import QuicConnection, QuicDatagrams, QuicListener, QuicStream, QuicTransport
 from ._tls import TlsConnection, TlsListener, TlsTransport, start_tls
 from .base import (
     Address,
@@ -22,6 +24,11 @@ __all__ = [
     "DatagramTransport",
     "Listener",
     "MemoryStreamConnection",
+    "QuicConnection",
+    "QuicDatagrams",
+    "QuicListener",
+    "QuicStream",
+    "QuicTransport",
     "StreamConnection",
     "StreamTransport",
     "TlsConnection",
