@@ -42,7 +42,7 @@ BUILTIN_TRANSPORTS: dict[str, str] = {
     "unix": "netweave.transports._unix:UnixTransport",
     "udp": "netweave.transports._udp:UdpTransport",
     "mem": "netweave.transports._mem:MemTransport",
-    "tls": "netweave.transports._tls:TlsTransport",
+    "tls": "netweave.transports._tls_transport:TlsTransport",
     "quic": "netweave.transports._quic:QuicTransport",
 }
 

@@ -7,7 +7,8 @@ registry.
 
 from ._mem import MemoryStreamConnection
 from ._quic import QuicConnection, QuicDatagrams, QuicListener, QuicStream, QuicTransport
-from ._tls import TlsConnection, TlsListener, TlsTransport, start_tls
+from ._tls import TlsConnection, start_tls
+from ._tls_transport import TlsListener, TlsTransport
 from .base import (
     Address,
     DatagramEndpoint,

@@ -14,7 +14,7 @@ from typing import Any, Final, final
 
 from ..endpoints import Endpoint, Option, parse_seconds, parse_size
 from ._listener import parse_count
-from ._tls import _TLS_OPTIONS, _parse_alpn
+from ._tls_transport import TLS_OPTIONS, parse_alpn
 from .base import DEFAULT_WRITE_HIGH_WATER
 
 __all__ = [
@@ -71,12 +71,12 @@ def _parse_window(text: str) -> int:
 
 
 QUIC_OPTIONS: Final[dict[str, Option[Any]]] = {
-    "ca": _TLS_OPTIONS["ca"],
-    "cert": _TLS_OPTIONS["cert"],
-    "key": _TLS_OPTIONS["key"],
-    "verify": _TLS_OPTIONS["verify"],
-    "server_hostname": _TLS_OPTIONS["server_hostname"],
-    "alpn": Option(_parse_alpn, DEFAULT_ALPN, "ALPN protocols, comma-separated (netweave)"),
+    "ca": TLS_OPTIONS["ca"],
+    "cert": TLS_OPTIONS["cert"],
+    "key": TLS_OPTIONS["key"],
+    "verify": TLS_OPTIONS["verify"],
+    "server_hostname": TLS_OPTIONS["server_hostname"],
+    "alpn": Option(parse_alpn, DEFAULT_ALPN, "ALPN protocols, comma-separated (netweave)"),
     "connect_timeout": Option.seconds(10.0, "seconds the connection and its handshake may take"),
     "idle_timeout": Option(
         _parse_positive_seconds, 30.0, "seconds without a packet before the connection is dropped"
