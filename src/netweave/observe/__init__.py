@@ -22,6 +22,7 @@ from ._observers import (
     fanout,
     loop_time,
 )
+from ._prometheus import MetricsServer, PrometheusObserver, serve_metrics
 
 __all__ = [
     "BytesReceived",
@@ -32,10 +33,13 @@ __all__ = [
     "LoggingObserver",
     "MessageReceived",
     "MessageSent",
+    "MetricsServer",
     "Observer",
+    "PrometheusObserver",
     "ProtocolViolation",
     "RecordingObserver",
     "event_to_dict",
     "fanout",
     "loop_time",
+    "serve_metrics",
 ]
