@@ -1,4 +1,4 @@
-"""Tests here run on a virtual-time loop (see ``virtual_time.py``)."""
+"""Tests here run on a virtual-time loop (``netweave.sim.SimLoop``, see ``sim_loop.py``)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import pytest
 
-from .virtual_time import loop_factories
+from .sim_loop import loop_factories
 
 
 def pytest_asyncio_loop_factories(

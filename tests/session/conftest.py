@@ -1,4 +1,4 @@
-"""Tests here run on a virtual-time loop (see ``tests/resilience/virtual_time.py``)."""
+"""Tests here run on ``netweave.sim.SimLoop`` (see ``tests/resilience/sim_loop.py``)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 import pytest
 
-from resilience.virtual_time import loop_factories
+from resilience.sim_loop import loop_factories
 
 
 def pytest_asyncio_loop_factories(

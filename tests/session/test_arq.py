@@ -160,6 +160,37 @@ def test_initial_window_then_loss_halves_it() -> None:
     assert event.transmission == 2
 
 
+def test_recovery_retransmits_at_once_and_its_acknowledgement_grows_the_window() -> None:
+    observer = RecordingObserver()
+    config = ArqConfig(initial_window=10)
+    a, b = ArqConnection(config, observer=observer), ArqConnection(config)
+    for _ in range(40):
+        a.send(bytes(config.segment_payload))
+    first = a.datagrams_to_send(0.0)
+    assert len(first) == 10
+    segment = config.segment_payload + 8
+    deliver(first[1:4], b, 0.01)  # the first datagram is lost; three later ones arrive
+    deliver(b.datagrams_to_send(0.01), a, 0.02)
+    # Slow start grew the window by the 3 segments acknowledged, then the loss halved
+    # it: 6.5 segments, with 6 still in flight. The lost segment goes out anyway, at
+    # once (RFC 6675 section 5), and nothing else until the window has room.
+    assert a.cwnd == 13 * segment // 2
+    assert a.bytes_in_flight == 6 * segment
+    [retransmission] = a.datagrams_to_send(0.02)
+    [event] = observer.of_type(Retransmitted)
+    assert (event.seq, event.reason, event.transmission) == (0, "loss", 2)
+    assert a.bytes_in_flight == 7 * segment
+    assert a.datagrams_to_send(0.02) == []
+    # Segments sent before the recovery began do not grow the window when they are
+    # acknowledged; the retransmission, sent after, does (congestion avoidance).
+    cwnd = a.cwnd
+    deliver([*first[4:], retransmission], b, 0.03)
+    deliver(b.datagrams_to_send(0.03), a, 0.04)
+    assert a.cwnd == cwnd + segment * segment // cwnd
+    assert a.bytes_in_flight == 0
+    assert len(observer.of_type(CongestionChanged)) == 1  # one reduction for the episode
+
+
 def test_dead_peer_fails_after_max_rto_expirations() -> None:
     config = ArqConfig(initial_rto=1.0, max_rto=8.0, max_rto_expirations=4)
     a = ArqConnection(config)

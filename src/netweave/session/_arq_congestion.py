@@ -7,7 +7,9 @@ Rules of this file (RFC 5681 and RFC 9002 section 7, on segments):
 * A loss starts a *recovery episode*: ``ssthresh`` and the window drop to half
   the window. Losses of segments sent before the episode began (packet numbers
   below ``recovery_start``) do not reduce again, and bytes they acknowledge do
-  not grow the window.
+  not grow the window; bytes of any transmission sent since (a retransmission
+  too) grow it, as RFC 5681 and RFC 9002 section 7.3.2 do. So a burst of
+  losses costs one reduction per round trip.
 * A retransmission timeout drops the window to its minimum, two segments.
 * Undo (as Linux does on proven-spurious recoveries): if every loss declared
   in the current episode turns out spurious (the original transmission was

@@ -12,7 +12,10 @@ Rules of this file:
   sent ``packet_threshold`` datagrams later got through, or once
   ``time_threshold`` round trips (plus the learned reordering delay) passed and
   a later datagram got through. Lost segments are retransmitted first, lowest
-  sequence number first.
+  sequence number first. A loss that starts a congestion recovery episode lets
+  one segment past the reduced window, so the first lost segment goes out at
+  once instead of waiting for the flight to drain (RFC 6675 section 5, step
+  4.2; RFC 9002 section 7.3.2).
 * Spurious losses teach: when a segment deemed lost turns out to have arrived
   the first time (acknowledged before its retransmission, or while the echoed
   packet number shows the retransmission had not arrived yet), the packet
@@ -315,11 +318,10 @@ class ArqSender:
                 seg.in_flight = False
                 self.bytes_in_flight -= seg.size
                 del self._flight[seg.tx]
-            if seg.transmissions == 1:
-                if sample is None or seg.sent_time > sample.sent_time:
-                    sample = seg
-                if seg.packet >= recovery_start:
-                    grown += seg.size
+            if seg.transmissions == 1 and (sample is None or seg.sent_time > sample.sent_time):
+                sample = seg
+            if seg.packet >= recovery_start:
+                grown += seg.size
             if seg.lost_reason and (seg.transmissions == 1 or 0 <= echoed < seg.packet):
                 self._spurious(seg, now)
         if sample is not None:
@@ -377,7 +379,12 @@ class ArqSender:
                 break
         if lost:
             newest = max(seg.packet for seg in lost)
+            previous = self.cc.episode
             episode = self.cc.on_lost(len(lost), newest, self._packet)
+            if episode != previous:
+                # A new recovery episode: the first lost segment goes out at once,
+                # past the reduced window (RFC 6675 section 5 step 4.2, RFC 9002 7.3.2).
+                self._probes += 1
             self._declare_lost(lost, "loss", episode)
 
     def _declare_lost(self, lost: list[Segment], reason: str, episode: int) -> None:

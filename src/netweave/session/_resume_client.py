@@ -153,7 +153,7 @@ class ResumingClient(SessionEnd):
             attempt += 1
             cap = min(self._backoff_max, self._backoff_base * 2 ** min(attempt - 1, 32))
             delay = self._rng.uniform(0.0, cap)
-            if loop.time() + delay - broke > limit:
+            if loop.time() + delay > broke + limit:
                 self.fail(
                     SessionExpired(
                         f"{self.name}: could not reconnect within {limit} s of the break "
