@@ -255,7 +255,7 @@ class Channel(ABC, Generic[T]):
 class StreamChannel(Channel[T]):
     """A channel over a :class:`~netweave.transports.StreamConnection`."""
 
-    __slots__ = ("_conn", "_eof", "_failure", "_inbox", "_observer", "_stack")
+    __slots__ = ("_conn", "_eof", "_failure", "_inbox", "_observer", "_speaks", "_stack")
 
     def __init__(
         self, connection: StreamConnection, stack: Stack, *, observer: Observer | None = None
@@ -267,6 +267,7 @@ class StreamChannel(Channel[T]):
             )
         self._conn = connection
         self._stack = stack
+        self._speaks = stack.speaks  # fixed with the stack's layers
         self._observer = observer
         self._inbox: deque[T] = deque()
         self._eof = False
@@ -339,7 +340,7 @@ class StreamChannel(Channel[T]):
                     ConnectionClosed(self._conn.remote_address, "protocol-error", str(exc))
                 )
             raise
-        if self._stack.speaks:
+        if self._speaks:
             for data in self._stack.data_to_send():
                 await self._conn.send(data)
         if messages:

@@ -201,3 +201,37 @@ def test_bad_distributions_are_usage_errors() -> None:
         ExponentialTail(0.01, 0.001, cap=0.001)
     with pytest.raises(UsageError):
         Normal(0.01, -1.0)
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [
+        {"jitter": 0.001},
+        {"loss": 0.01},
+        {"duplicate": 0.01},
+        {"reorder": 0.01},
+        {"corrupt": 0.01},
+        {"bandwidth": 1e6},
+        {"latency": Uniform(0.001, 0.002)},
+    ],
+)
+def test_only_a_link_that_draws_nothing_and_limits_nothing_is_clean(
+    settings: dict[str, object],
+) -> None:
+    link = make(LinkConfig(latency=0.004, mtu=1400))
+    assert link.clean_ns == 4 * MS
+    assert link.mtu == 1400
+    link.config = LinkConfig(**settings)  # type: ignore[arg-type]
+    assert link.clean_ns == -1
+    assert link.mtu == 1500
+    link.config = LinkConfig(latency=0.002)
+    assert link.clean_ns == 2 * MS
+
+
+def test_a_clean_link_plans_in_order_after_the_fixed_delay() -> None:
+    """What a sender may compute itself for a clean link: ``max(now + clean_ns, last)``."""
+    link = make(LinkConfig(latency=0.003))
+    for now in (0, MS, 2 * MS, 10 * MS):
+        expected = max(now + link.clean_ns, link.last_arrival)
+        assert link.plan(100, now) == (expected, 0, -1)
+        assert link.last_arrival == expected

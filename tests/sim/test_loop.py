@@ -306,6 +306,19 @@ def test_debug_mode_checks_callbacks(loop: SimLoop) -> None:
     assert seen == [2]
 
 
+def test_futures_follow_the_debug_flag_also_once_closed(loop: SimLoop) -> None:
+    assert loop.create_future().get_loop() is loop
+    assert not loop.get_debug()
+    assert "created at" not in repr(loop.create_future())
+    loop.set_debug(True)
+    assert loop.get_debug()
+    assert "created at" in repr(loop.create_future())  # debug futures note their origin
+    loop.set_debug(False)
+    loop.close()
+    assert not loop.get_debug()
+    assert loop.create_future().get_loop() is loop  # as asyncio's loops do
+
+
 def test_call_soon_threadsafe_refuses_other_threads(loop: SimLoop) -> None:
     errors: list[BaseException] = []
 

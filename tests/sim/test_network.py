@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 from collections.abc import Iterator
 
@@ -10,7 +11,7 @@ import pytest
 from netkit import World
 
 from netweave.errors import UsageError
-from netweave.sim import LinkConfig, Rule
+from netweave.sim import LinkConfig, Match, Rule
 from netweave.sim._trace import TraceRecorder
 
 
@@ -228,3 +229,55 @@ def test_ephemeral_ports_are_distinct_and_bound_ports_are_exclusive(world: World
     ports = world.on("a", main())
     assert len(set(ports)) == 5
     assert all(32768 <= port <= 60999 for port in ports)
+
+
+def test_packets_on_clean_links_fare_as_link_plan_says() -> None:
+    """Clean links take a shortcut past Link.plan; a rule that matches nothing forces
+    the full path. Both give the same trace and the same link counters."""
+
+    async def pinger(peer: str) -> None:
+        loop = asyncio.get_running_loop()
+        udp, _ = await loop.create_datagram_endpoint(
+            asyncio.DatagramProtocol, local_addr=("0.0.0.0", 5000)
+        )
+        reader, writer = await asyncio.open_connection(peer, 7000)
+        for i in range(20):
+            udp.sendto(b"x" * (i * 100), (peer, 5000))  # some over the MTU: fragments
+            writer.write(b"y" * (i * 500))
+            await writer.drain()
+            await asyncio.sleep(0.003)
+        writer.close()
+        udp.close()
+        del reader
+
+    async def sink() -> None:
+        loop = asyncio.get_running_loop()
+        await loop.create_datagram_endpoint(asyncio.DatagramProtocol, local_addr=("0.0.0.0", 5000))
+
+        async def drain(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            while await reader.read(65536):
+                pass
+            writer.close()
+
+        server = await asyncio.start_server(drain, None, 7000)
+        await server.serve_forever()
+
+    def run(with_rule: bool) -> tuple[str, dict[str, int]]:
+        recorder = TraceRecorder()
+        world = World(5, observer=recorder)
+        try:
+            world.add("a")
+            world.add("b")
+            world.net.configure_link("a", "b", latency=0.002, mtu=1000)
+            nothing = Rule.drop(match=Match(dst_port=1))  # no packet goes to port 1
+            with world.net.faults(nothing) if with_rule else contextlib.nullcontext():
+                world.spawn("b", sink())
+                world.run(world.spawn("a", pinger("b")))
+                world.run_for(1.0)
+            return recorder.hexdigest(), world.net.link("a", "b").stats.as_dict()
+        finally:
+            world.close()
+
+    shortcut, full = run(False), run(True)
+    assert shortcut == full
+    assert shortcut[1]["sent"] > 40

@@ -412,3 +412,39 @@ def test_dropped_syn_is_retried(world: World) -> None:
         connected_at = world.on("client", client())
     assert lose_syn.hits == 1
     assert connected_at == pytest.approx(1.002)  # initial RTO 1 s, then one round trip
+
+
+def test_a_finished_connection_leaves_its_host_at_once(world: World) -> None:
+    """Once both FINs are acknowledged the connection is gone from the host's table at
+    that instant (no TIME_WAIT is simulated): not whenever a timer next looks at it."""
+    world.net.configure_link("client", "server", latency=0.010)
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        assert await reader.read() == b"hi"
+        writer.close()
+
+    async def serve() -> None:
+        server = await asyncio.start_server(handle, None, 8000)
+        async with server:
+            await server.serve_forever()
+
+    async def client() -> None:
+        reader, writer = await asyncio.open_connection("server", 8000)  # at 20 ms
+        writer.write(b"hi")
+        writer.close()  # data and FIN leave together
+        assert await reader.read() == b""
+
+    world.spawn("server", serve())
+    world.spawn("client", client())
+    client_host, server_host = world.net.host("client"), world.net.host("server")
+    seen: set[str] = set()
+    gone: dict[str, float] = {}
+    while len(gone) < 2 and world.now < 1.0:
+        world.run_for(0.001)
+        for name, host in (("client", client_host), ("server", server_host)):
+            if host.tcp:
+                seen.add(name)
+            elif name in seen and name not in gone:
+                gone[name] = round(world.now, 6)
+    # The server's FIN|ACK reaches the client at 40 ms; the client's last ACK, 50 ms.
+    assert gone == {"client": 0.040, "server": 0.050}

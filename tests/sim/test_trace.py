@@ -20,7 +20,17 @@ from netkit import World
 
 from netweave.errors import UsageError
 from netweave.observe import ConnectionOpened, Event
-from netweave.sim._events import HostCrashed, PacketSent
+from netweave.sim._events import (
+    HostCrashed,
+    HostRestarted,
+    PacketCorrupted,
+    PacketDelivered,
+    PacketDropped,
+    PacketDuplicated,
+    PacketEvent,
+    PacketReordered,
+    PacketSent,
+)
 from netweave.sim._link import LinkConfig, Uniform
 from netweave.sim._trace import TraceRecorder, canonical_line, trace_hash
 
@@ -313,3 +323,67 @@ def test_canonical_line_is_sorted_compact_json(
         sort_keys=True,
         separators=(",", ":"),
     )
+
+
+PACKET_EVENTS = [
+    PacketSent,
+    PacketDelivered,
+    PacketDropped,
+    PacketDuplicated,
+    PacketReordered,
+    PacketCorrupted,
+]
+
+
+@given(
+    kind=st.sampled_from(PACKET_EVENTS),
+    texts=st.lists(st.text(), min_size=7, max_size=7),
+    numbers=st.lists(st.integers(min_value=0), min_size=3, max_size=3),
+)
+def test_recording_field_values_equals_recording_the_event(
+    kind: type[PacketEvent], texts: list[str], numbers: list[int]
+) -> None:
+    """The simulator's fast path (values, no event object) gives the same line, hash,
+    count and (rebuilt) events as the ordinary observer call."""
+    source, proto, src_host, src, dst_host, dst, flags = texts
+    values: tuple[object, ...] = (
+        source,
+        numbers[0],
+        proto,
+        src_host,
+        src,
+        dst_host,
+        dst,
+        numbers[1],
+        flags,
+        numbers[2],
+    )
+    if kind is PacketDropped:
+        values += (texts[0][::-1],)  # the reason
+    fast, slow = TraceRecorder(), TraceRecorder()
+    fast.record(kind, values)
+    slow(kind(*values))  # type: ignore[arg-type]
+    assert fast.lines == slow.lines == [canonical_line(kind(*values))]  # type: ignore[arg-type]
+    assert fast.events == slow.events
+    assert fast.hexdigest() == slow.hexdigest()
+    assert fast.count == slow.count == 1
+
+
+def test_the_hash_covers_every_line_whenever_it_is_read(tmp_path: Path) -> None:
+    """Lines are hashed in batches; the hash read at any point covers all of them."""
+    path = tmp_path / "trace.jsonl"
+    recorder = TraceRecorder(keep=10, path=path)
+    digest = hashlib.sha256()
+    for i in range(700):
+        if i % 2:
+            recorder.record(HostCrashed, ("sim.network", i, f"h{i}"))
+        else:
+            recorder(HostRestarted("sim.network", i, f"h{i}", i))
+        digest.update(recorder.lines[-1].encode() + b"\n")
+        if i in (0, 255, 256, 511, 699):
+            assert recorder.hexdigest() == digest.hexdigest()
+    recorder.close()
+    assert hashlib.sha256(path.read_bytes()).hexdigest() == digest.hexdigest()
+    assert recorder.count == 700
+    assert recorder.dropped == 690
+    assert recorder.events[-1] == HostCrashed("sim.network", 699, "h699")

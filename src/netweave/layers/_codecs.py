@@ -25,8 +25,11 @@ import codecs
 import importlib
 import io
 import json as _json
+import json.encoder as _json_encoder
+import json.scanner as _json_scanner
+from collections.abc import Callable
 from types import ModuleType
-from typing import Any, ClassVar, Final, NoReturn, Self, final
+from typing import Any, ClassVar, Final, NoReturn, Self, cast, final
 
 from ..errors import DecodeError, InvalidStackSpec, MissingDependency, UsageError
 from ._params import check_params
@@ -133,11 +136,27 @@ class Json(Codec[Any]):
             ensure_ascii=False, separators=(",", ":"), allow_nan=False
         )
         self._decoder = _json.JSONDecoder(parse_constant=_reject_constant)
+        # The fast paths call the C encoder and scanner that JSONEncoder.encode and
+        # JSONDecoder.decode use, without their Python frames; anything unusual (an
+        # error, whitespace around the value) takes the ordinary path, so results and
+        # errors are the same.
+        self._iterencode = _c_encoder(self._encoder)
+        self._scan_once: Callable[[str, int], tuple[Any, int]] = _json_scanner.make_scanner(
+            cast(Any, self._decoder)  # typeshed types the context as the scanner itself
+        )
 
     def clone(self) -> Self:
         return type(self)()
 
     def encode(self, unit: Any) -> bytes:
+        iterencode = self._iterencode
+        if iterencode is not None:
+            try:
+                return "".join(iterencode(unit, 0)).encode("utf-8")
+            except Exception:
+                # The ordinary path below raises the right error; a failed run may have
+                # left entries in the circular-reference markers, so start afresh.
+                self._iterencode = _c_encoder(self._encoder)
         try:
             return self._encoder.encode(unit).encode("utf-8")
         except (TypeError, ValueError, RecursionError) as exc:
@@ -145,9 +164,41 @@ class Json(Codec[Any]):
 
     def decode(self, data: bytes) -> list[Any]:
         try:
-            return [self._decoder.decode(str(data, "utf-8"))]
+            text = str(data, "utf-8")
+            try:
+                value, end = self._scan_once(text, 0)
+            except StopIteration:
+                end = -1  # not a value at the very start (whitespace, or nothing)
+            if end == len(text):
+                return [value]
+            return [self._decoder.decode(text)]
         except (ValueError, RecursionError) as exc:
             raise DecodeError(f"malformed JSON: {_describe(exc)}", layer=self.name) from exc
+
+
+def _c_encoder(encoder: _json.JSONEncoder) -> Callable[[Any, int], Any] | None:
+    """The C encoder ``encoder.encode`` runs for a one-shot encode of an encoder without
+    ``indent`` (``None`` where Python has no C accelerator)."""
+    make: Callable[..., Any] | None = getattr(_json_encoder, "c_make_encoder", None)
+    if make is None:
+        return None
+    basestring = (
+        _json_encoder.encode_basestring_ascii
+        if encoder.ensure_ascii
+        else _json_encoder.encode_basestring
+    )
+    function: Callable[[Any, int], Any] = make(
+        {} if encoder.check_circular else None,
+        encoder.default,
+        basestring,
+        None,
+        encoder.key_separator,
+        encoder.item_separator,
+        encoder.sort_keys,
+        encoder.skipkeys,
+        encoder.allow_nan,
+    )
+    return function
 
 
 @final

@@ -85,6 +85,12 @@ class LengthPrefix(Framing):
             buffer += data
             view: bytes | bytearray = buffer
         else:
+            hsize = self.size
+            if len(data) >= hsize:
+                # The common case, one whole frame and nothing else: no loop, no buffer.
+                (length,) = self._header.unpack_from(data)
+                if hsize + length == len(data) and length <= self.max_frame:
+                    return [bytes(data[hsize:])]
             view = data
         frames: list[bytes] = []
         unpack = self._header.unpack_from

@@ -40,6 +40,8 @@ __all__ = ["MAX_UDP_PAYLOAD", "SimDatagramTransport"]
 MAX_UDP_PAYLOAD: Final = 65507
 _SENDS_EMPTY: Final = sys.version_info >= (3, 13)
 _ROUTE_CACHE: Final = 256  # destinations whose resolution a socket remembers
+_set_host = current_host.set
+_reset_host = current_host.reset
 
 
 @final
@@ -61,6 +63,7 @@ class SimDatagramTransport(asyncio.DatagramTransport):
         self._network = network
         self._loop = network.loop
         self._host = host
+        self._host_name = host.name
         self.bound_ip = bound_ip
         self.port = port
         self.remote = remote
@@ -87,7 +90,16 @@ class SimDatagramTransport(asyncio.DatagramTransport):
         protocol = self._protocol
         if self._closing or protocol is None:
             return
-        self._call(protocol.datagram_received, packet.payload, (packet.src_ip, packet.src_port))
+        # self._call(protocol.datagram_received, ...), inlined: every datagram's path.
+        token = _set_host(self._host_name)
+        try:
+            protocol.datagram_received(packet.payload, (packet.src_ip, packet.src_port))
+        except (SystemExit, KeyboardInterrupt):
+            raise
+        except BaseException as exc:
+            self._failed(exc, "datagram_received")
+        finally:
+            _reset_host(token)
 
     def handle_unreachable(self, inner: Packet) -> None:
         """An ICMP port unreachable answered ``inner``, a datagram this socket sent."""
@@ -150,13 +162,15 @@ class SimDatagramTransport(asyncio.DatagramTransport):
         if len(data) > MAX_UDP_PAYLOAD:
             self._error(OSError(errno.EMSGSIZE, "Message too long"))
             return
-        route = self._routes.get(remote if remote is not None else addr)
+        if remote is not None:
+            addr = remote
+        route = self._routes.get(addr)
         if route is None:
-            route = self._route(remote if remote is not None else addr)
+            route = self._route(addr)
             if route is None:
                 return
         src_ip, dst_ip, dst_port = route
-        packet = Packet(UDP, self._host.name, src_ip, self.port, dst_ip, dst_port, data)
+        packet = Packet(UDP, self._host_name, src_ip, self.port, dst_ip, dst_port, data)
         self._network.send(packet, self._host)
 
     def _route(self, addr: Any) -> tuple[str, str, int] | None:
@@ -191,24 +205,27 @@ class SimDatagramTransport(asyncio.DatagramTransport):
             self._call(protocol.error_received, exc)
 
     def _call(self, method: Callable[..., Any], *args: Any) -> None:
-        token = current_host.set(self._host.name)
+        token = _set_host(self._host_name)
         try:
             method(*args)
         except (SystemExit, KeyboardInterrupt):
             raise
         except BaseException as exc:
-            self._loop.call_exception_handler(
-                {
-                    "message": f"Fatal error: protocol.{method.__name__}() call failed.",
-                    "exception": exc,
-                    "transport": self,
-                    "protocol": self._protocol,
-                }
-            )
-            if not self._closing:
-                self.close()
+            self._failed(exc, method.__name__)
         finally:
-            current_host.reset(token)
+            _reset_host(token)
+
+    def _failed(self, exc: BaseException, name: str) -> None:
+        self._loop.call_exception_handler(
+            {
+                "message": f"Fatal error: protocol.{name}() call failed.",
+                "exception": exc,
+                "transport": self,
+                "protocol": self._protocol,
+            }
+        )
+        if not self._closing:
+            self.close()
 
     def _call_lost(self) -> None:
         protocol = self._protocol

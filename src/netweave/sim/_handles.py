@@ -20,13 +20,17 @@ import contextvars
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final, Protocol
 
-__all__ = ["FAST_HANDLES", "SimHandle", "SimTimerHandle", "TimerOwner"]
+__all__ = ["COMPACT_MIN", "FAST_HANDLES", "SimHandle", "SimTimerHandle", "TimerOwner"]
+
+#: Cancelled timers the loop lets pile up before it considers compacting its heap.
+COMPACT_MIN: Final = 64
 
 
 class TimerOwner(Protocol):
     """What a timer handle needs from its loop when it is cancelled."""
 
     _debug: bool
+    _cancelled_timers: int
 
     def _timer_handle_cancelled(self, handle: asyncio.TimerHandle) -> None: ...
 
@@ -68,7 +72,12 @@ class SimTimerHandle(asyncio.TimerHandle):
             super().cancel()
             return
         if self._scheduled:
-            loop._timer_handle_cancelled(self)
+            # loop._timer_handle_cancelled(self), whose count it keeps, without the call
+            # unless the heap may need compacting.
+            if loop._cancelled_timers < COMPACT_MIN:
+                loop._cancelled_timers += 1
+            else:
+                loop._timer_handle_cancelled(self)
         self._cancelled = True
         self._callback = None
         self._args = None

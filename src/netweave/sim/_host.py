@@ -69,6 +69,7 @@ class Host:
         "loopback",
         "name",
         "rng",
+        "routes",
         "tcp",
         "tcp_ports",
         "udp",
@@ -95,6 +96,9 @@ class Host:
         self.epoch = 0
         self.ip_id = 0
         self.links: dict[str, Link] = {}
+        #: Where packets to an address go: ``(destination host, link)``, filled in by the
+        #: network as addresses are first used (hosts and links are never removed).
+        self.routes: dict[str, tuple[Host, Link]] = {}
         self.tcp: dict[tuple[int, str, int], Any] = {}
         self.tcp_ports: dict[int, int] = {}
         self.listeners: dict[int, list[Listening]] = {}

@@ -259,7 +259,13 @@ class Link:
     ``blocked`` is true while a partition cuts this direction (its packets are
     dropped); ``rules`` is the link's fault rule chain;
     ``explicit`` is true once the link was configured on its own (it then no
-    longer follows the network's default).
+    longer follows the network's default). ``mtu`` is the largest IPv4 packet
+    this direction carries. ``clean_ns`` is the fixed delay in nanoseconds when
+    the settings draw nothing and limit no bandwidth (no jitter, loss,
+    duplication, reordering or corruption), else -1: :meth:`plan` then only
+    keeps packets in order, so a sender may plan such a packet itself, as
+    ``max(now + clean_ns, last_arrival)`` (updating ``last_arrival`` and
+    ``stats.sent``) for a packet that fits the MTU and meets no rule.
     """
 
     __slots__ = (
@@ -271,10 +277,12 @@ class Link:
         "_reorder_ns",
         "blocked",
         "busy_until",
+        "clean_ns",
         "dst",
         "explicit",
         "label",
         "last_arrival",
+        "mtu",
         "rng",
         "rules",
         "src",
@@ -314,11 +322,17 @@ class Link:
         self._jitter_ns = _ns(config.jitter)
         self._reorder_ns = _ns(config.reorder_delay)
         self._bw = config.bandwidth
-
-    @property
-    def mtu(self) -> int:
-        """The largest IPv4 packet this direction carries."""
-        return self._config.mtu
+        self.mtu = config.mtu
+        clean = (
+            self._fixed_ns >= 0
+            and self._jitter_ns == 0
+            and config.bandwidth is None
+            and config.loss == 0.0
+            and config.duplicate == 0.0
+            and config.reorder == 0.0
+            and config.corrupt == 0.0
+        )
+        self.clean_ns = self._fixed_ns if clean else -1
 
     def plan(
         self, wire_size: int, now: int, *, fragments: int = 1, extra_ns: int = 0, force: int = 0
@@ -362,7 +376,8 @@ class Link:
         if jitter:
             delay += int(jitter * rng.random())
         arrival = depart + delay
-        arrival = max(arrival, self.last_arrival)
+        if arrival < self.last_arrival:  # noqa: PLR1730 (hot path: no call to max/min)
+            arrival = self.last_arrival
         flags = force
         if config.reorder > 0.0 and rng.random() < config.reorder:
             flags |= REORDERED

@@ -25,9 +25,11 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import functools
 import heapq
 import itertools
 import math
+import operator
 import sys
 import threading
 from collections import deque
@@ -38,7 +40,7 @@ from typing import Any, Final, Literal, TypeVar, TypeVarTuple, Unpack, cast, fin
 from ..errors import UsageError
 from ._context import current_host
 from ._errors import Deadlock, SimulationLimitExceeded, deadlock, step_limit, time_limit
-from ._handles import FAST_HANDLES, SimHandle, SimTimerHandle
+from ._handles import COMPACT_MIN, FAST_HANDLES, SimHandle, SimTimerHandle
 from ._loop_base import SimLoopBase
 
 __all__ = ["NS_PER_S", "SimLoop", "ceil_ns"]
@@ -48,13 +50,13 @@ Ts = TypeVarTuple("Ts")
 
 NS_PER_S: Final = 1_000_000_000
 _NEVER: Final = math.inf
-_COMPACT_MIN: Final = 64
 _RunResult = Literal["stopped", "idle", "until", "condition"]
 _new = object.__new__
 _heappush = heapq.heappush
 _heappop = heapq.heappop
 _copy_context = contextvars.copy_context
 _Future = asyncio.Future
+_debug_flag = operator.attrgetter("_debug")
 
 
 @final
@@ -94,6 +96,11 @@ class SimLoop(SimLoopBase):
         self._task_factory: Any = None
         self._host_tasks: dict[str, dict[asyncio.Task[Any], None]] = {}
         self._host_prune_at: dict[str, int] = {}
+        # Every await of a sleep or a read makes a future: build it straight from the C
+        # constructor, without a Python frame in between; the constructor asks
+        # get_debug(), answered from C too (close() drops both shortcuts).
+        self.create_future = functools.partial(_Future, loop=self)  # type: ignore[method-assign]
+        self.get_debug = functools.partial(_debug_flag, self)  # type: ignore[method-assign]
 
     # -- clock -------------------------------------------------------------------
 
@@ -245,7 +252,7 @@ class SimLoop(SimLoopBase):
         # Called when a scheduled timer is cancelled; compacts a mostly dead heap.
         self._cancelled_timers += 1
         timers = self._timers
-        if self._cancelled_timers > _COMPACT_MIN and 2 * self._cancelled_timers > len(timers):
+        if self._cancelled_timers > COMPACT_MIN and 2 * self._cancelled_timers > len(timers):
             live = []
             for entry in timers:
                 if entry[2]._cancelled or entry[2] is handle:
@@ -307,10 +314,10 @@ class SimLoop(SimLoopBase):
         if tasks is None:
             tasks = self._host_tasks[host] = {}
         tasks[task] = None
-        if len(tasks) >= self._host_prune_at.get(host, _COMPACT_MIN):
+        if len(tasks) >= self._host_prune_at.get(host, COMPACT_MIN):
             live = {t: None for t in tasks if not t.done()}
             self._host_tasks[host] = live
-            self._host_prune_at[host] = max(_COMPACT_MIN, 2 * len(live))
+            self._host_prune_at[host] = max(COMPACT_MIN, 2 * len(live))
 
     def host_tasks(self, host: str) -> list[asyncio.Task[Any]]:
         """The unfinished tasks created in ``host``'s context, oldest first."""
@@ -390,6 +397,8 @@ class SimLoop(SimLoopBase):
             return
         self._closed = True
         self._fast = False
+        self.__dict__.pop("create_future", None)  # the class's methods again; no cycle left
+        self.__dict__.pop("get_debug", None)
         self._ready.clear()
         self._timers.clear()
         self._cancelled_timers = 0

@@ -19,6 +19,7 @@ __all__ = [
     "FIN",
     "ICMP",
     "IP_HEADER",
+    "PROTO_NAMES",
     "PSH",
     "Packet",
     "RST",
@@ -47,13 +48,18 @@ TCP_HEADER: Final = 20
 UDP_HEADER: Final = 8
 ICMP_HEADER: Final = 8
 
-_PROTO_NAMES: Final = {TCP: "tcp", UDP: "udp", ICMP: "icmp"}
+#: Protocol names by IP protocol number.
+PROTO_NAMES: Final = {TCP: "tcp", UDP: "udp", ICMP: "icmp"}
 _FLAG_LETTERS: Final = ((SYN, "S"), (FIN, "F"), (RST, "R"), (PSH, "P"), (ACK, "A"))
+_FLAG_BITS: Final = SYN | FIN | RST | PSH | ACK
+_FLAG_TEXTS: Final = tuple(
+    "".join(letter for bit, letter in _FLAG_LETTERS if flags & bit) for flags in range(32)
+)
 
 
 def flag_text(flags: int) -> str:
     """TCP flags as letters in a fixed order (``"SA"``, ``"PA"``, ``"FA"``, ``"R"``)."""
-    return "".join(letter for bit, letter in _FLAG_LETTERS if flags & bit)
+    return _FLAG_TEXTS[flags & _FLAG_BITS]
 
 
 @final
@@ -99,7 +105,6 @@ class Packet:
         dst_ip: str,
         dst_port: int,
         payload: bytes = b"",
-        *,
         seq: int = 0,
         ack: int = 0,
         flags: int = 0,
@@ -147,7 +152,7 @@ class Packet:
     @property
     def proto_name(self) -> str:
         """``"tcp"``, ``"udp"`` or ``"icmp"``."""
-        return _PROTO_NAMES.get(self.proto, str(self.proto))
+        return PROTO_NAMES.get(self.proto) or str(self.proto)
 
     def reset_reply(self) -> Packet | None:
         """The RST the destination answers this TCP segment with when no connection owns
@@ -195,11 +200,11 @@ class Packet:
             self.dst_ip,
             self.dst_port,
             self.payload,
-            seq=self.seq,
-            ack=self.ack,
-            flags=self.flags,
-            window=self.window,
-            inner=self.inner,
+            self.seq,
+            self.ack,
+            self.flags,
+            self.window,
+            self.inner,
         )
         twin.dst_host = self.dst_host
         twin.ip_id = self.ip_id

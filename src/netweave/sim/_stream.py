@@ -20,6 +20,11 @@ Rules of this file:
 * Writes are corked until the current callback ends (like Linux's
   autocorking): the writes of one instant leave in as few segments as the MSS
   allows, at that same virtual instant.
+* A connection leaves its host's table in the very pump that finishes it (both
+  FINs acknowledged, a reset, a timeout): no TIME_WAIT is simulated, so a late
+  segment for it is answered as for a closed port.
+* One loop timer per connection, at the core's earliest deadline; one that
+  fires early (the deadline moved later) only moves itself.
 * A crash kills the transport: no callback ever runs again for it.
 """
 
@@ -30,7 +35,16 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final, cast, final
 
 from ._context import current_host
-from ._tcp import EV_CLOSED, EV_EOF, EV_ERROR, EV_ESTABLISHED, EV_SENDSPACE, TcpCore
+from ._tcp import (
+    CLOSED,
+    ESTABLISHED,
+    EV_CLOSED,
+    EV_EOF,
+    EV_ERROR,
+    EV_ESTABLISHED,
+    EV_SENDSPACE,
+    TcpCore,
+)
 
 if TYPE_CHECKING:
     from ._host import Host
@@ -41,6 +55,8 @@ if TYPE_CHECKING:
 __all__ = ["SimStreamTransport", "open_stream"]
 
 _DEFAULT_HIGH: Final = 64 * 1024
+_set_host = current_host.set
+_reset_host = current_host.reset
 
 
 @final
@@ -59,7 +75,9 @@ class SimStreamTransport(asyncio.Transport):
         )
         self._network = network
         self._loop = network.loop
+        self._context = network.context  # callbacks run outside every host
         self._host = host
+        self._host_name = host.name
         self._core = core
         self._key = (core.local_port, core.remote_ip, core.remote_port)
         self._server = server
@@ -79,6 +97,7 @@ class SimStreamTransport(asyncio.Transport):
         self._sndbuf = network.tcp_settings.sndbuf
         self._timer: asyncio.TimerHandle | None = None
         self._timer_at = -1
+        self._timer_set_at = -1  # when the timer was armed
         self._pumping = False
         self._again = False
         self._deferred = False
@@ -101,16 +120,14 @@ class SimStreamTransport(asyncio.Transport):
         """A segment for this connection arrived."""
         if self._dead:
             return
-        self._core.receive(packet, self._loop.time_ns())
+        self._core.receive(packet, self._loop._now)
         self._pump()
 
     def kill(self) -> None:
         """The host crashed: vanish without a callback or a packet."""
         self._dead = True
         self._closing = True
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        self._set_timer(-1)
         self._protocol = None
 
     def attach(self, protocol: asyncio.BaseProtocol) -> None:
@@ -200,13 +217,15 @@ class SimStreamTransport(asyncio.Transport):
         if self._eof_written:
             raise RuntimeError("Cannot call write() after write_eof()")
         core = self._core
-        if not data or self._closing or self._lost or core.closed:
+        if not data or self._closing or self._lost or core.state == CLOSED:
             return  # as asyncio: writes after the connection is gone are dropped
         core.send(data)
         if not self._deferred:
             self._defer()  # autocork: writes of this instant leave together, at its end
-        if not self._writing_paused and core.queued - self._sndbuf > self._high:
-            self._maybe_pause_writing()
+        if not self._writing_paused:
+            sndbuf = core.sndbuf
+            if sndbuf.end - sndbuf.start - self._sndbuf > self._high:
+                self._maybe_pause_writing()
 
     def write_eof(self) -> None:
         if self._closing or self._eof_written:
@@ -232,16 +251,20 @@ class SimStreamTransport(asyncio.Transport):
     # -- the pump ---------------------------------------------------------------------
 
     def _pump(self, *, from_app: bool = False) -> None:
+        """Carry out what the core decided: deliver, send, report, arm the timer; again if
+        the protocol's callbacks changed something meanwhile (``from_app``: the
+        application called in, so protocol callbacks are deferred)."""
         if self._pumping:
             self._again = True
             return
         self._pumping = True
+        self._again = False
         try:
-            again = True
-            while again:
-                self._again = False
+            while True:
                 self._step(from_app)
-                again = self._again
+                if not self._again:
+                    break
+                self._again = False
         finally:
             self._pumping = False
 
@@ -252,13 +275,29 @@ class SimStreamTransport(asyncio.Transport):
         core.events = 0
         if events & EV_ESTABLISHED:
             self._established()
-        deliverable = self._protocol is not None and not self._closing and not self._reading_paused
+        protocol: Any = self._protocol
+        deliverable = protocol is not None and not self._closing and not self._reading_paused
         if deliverable and rcv.ready_len:
             if from_app:
                 self._defer()
-            else:
+            elif self._buffered:
                 self._deliver(rcv.take())
-        core.flush(self._loop.time_ns())
+            else:
+                # self._call(protocol.data_received, rcv.take()), inlined: every read's path.
+                data = rcv.take()
+                token = _set_host(self._host_name)
+                try:
+                    protocol.data_received(data)
+                except (SystemExit, KeyboardInterrupt):
+                    raise
+                except BaseException as exc:
+                    self._fatal(exc, "Fatal error: protocol.data_received() call failed.")
+                finally:
+                    _reset_host(token)
+        if core.state == ESTABLISHED and (
+            core.ack_now or core.fin_acked or core.fin_queued or core.snd_nxt < core.sndbuf.end
+        ):
+            core.flush(self._loop._now)  # (it would find nothing to do otherwise)
         outbox = core.outbox
         if outbox:
             send = self._network.send
@@ -266,6 +305,9 @@ class SimStreamTransport(asyncio.Transport):
             for packet in outbox:
                 send(packet, host)
             outbox.clear()
+        if core.events:  # flush may finish the connection (both FINs acknowledged)
+            events |= core.events
+            core.events = 0
         if events & EV_EOF:
             self._eof_pending = True
         if self._eof_pending and deliverable and not rcv.ready_len:
@@ -276,30 +318,35 @@ class SimStreamTransport(asyncio.Transport):
                 keep_open = self._call(cast(asyncio.Protocol, self._protocol).eof_received)
                 if not keep_open and not self._closing:
                     self.close()
-        if events & (EV_SENDSPACE | EV_ERROR | EV_CLOSED) or self._error is not None:
+        if events & EV_SENDSPACE and (self._writing_paused or self._closing):
+            self._room_to_write()
+        if events & (EV_ERROR | EV_CLOSED) or self._error is not None:
             self._after(events)
-        else:
-            self._arm_timer()
+            return
+        # self._arm_timer(), inlined: most steps leave the timer as it is.
+        when = core.next_timer()
+        if when != self._timer_at:
+            self._arm_timer_for(when)
+
+    def _room_to_write(self) -> None:
+        """Acknowledged data made room while writing is paused or the transport closes."""
+        self._maybe_resume_writing()
+        if self._closing and not self._lost and self.get_write_buffer_size() == 0:
+            self._schedule_lost(None)
 
     def _after(self, events: int) -> None:
-        """The rarer outcomes of a step: room to write, an error, the end."""
+        """The rarer outcomes of a step: an error, the end."""
         core = self._core
-        if events & EV_SENDSPACE:
-            self._maybe_resume_writing()
-            if self._closing and not self._lost and self.get_write_buffer_size() == 0:
-                self._schedule_lost(None)
         if events & EV_ERROR:
             self._on_error(core.error)
         if self._error is not None and not self._lost and self._protocol is not None:
             self._schedule_lost(self._error)
         if events & EV_CLOSED:
             self._host.remove_tcp(self._key, self)
-            if self._timer is not None:
-                self._timer.cancel()
-                self._timer = None
+            self._set_timer(-1)
             if self._server is not None and not self._ever_established():
                 self._server.handshake_failed(self)
-        elif not core.closed:
+        elif core.state != CLOSED:
             self._arm_timer()
 
     def _ever_established(self) -> bool:
@@ -350,7 +397,7 @@ class SimStreamTransport(asyncio.Transport):
     def _defer(self) -> None:
         if not self._deferred:
             self._deferred = True
-            self._network.call_soon(self._run_deferred)
+            self._loop.call_soon(self._run_deferred, context=self._context)
 
     def _run_deferred(self) -> None:
         self._deferred = False
@@ -358,28 +405,60 @@ class SimStreamTransport(asyncio.Transport):
             self._pump()
 
     def _arm_timer(self) -> None:
+        """Keep one loop timer at the core's earliest deadline (see :meth:`_arm_timer_for`)."""
         when = self._core.next_timer()
+        if when != self._timer_at:
+            self._arm_timer_for(when)
+
+    def _arm_timer_for(self, when: int) -> None:
+        """The core's earliest deadline is now ``when`` (-1: none), not the timer's.
+
+        A deadline that moves earlier re-arms the timer; one that moves later
+        leaves it where it is (it fires, finds nothing due and moves itself, which
+        costs less than re-arming on every ACK), unless the timer was armed at this
+        very instant; a timer no longer needed at all is cancelled.
+        """
+        timer_at = self._timer_at
+        if when < 0 or timer_at < 0 or when < timer_at or self._timer_set_at == self._loop._now:
+            self._set_timer(when)
+
+    def _set_timer(self, when: int) -> None:
+        """Cancel the loop timer, then arm one at ``when`` (ns) unless it is negative."""
+        timer = self._timer
+        if timer is not None:
+            timer.cancel()
         if when < 0:
-            return
-        if self._timer is not None:
-            if self._timer_at <= when:
-                return
-            self._timer.cancel()
-        self._timer_at = when
-        self._timer = self._network.call_at_ns(when, self._on_timer)
+            self._timer = None
+            self._timer_at = -1
+        else:
+            self._timer_at = when
+            self._timer_set_at = self._loop._now
+            self._timer = self._loop.call_at_ns(when, self._on_timer, context=self._context)
 
     def _on_timer(self) -> None:
         self._timer = None
         self._timer_at = -1
         if self._dead:
             return
-        self._core.handle_timer(self._loop.time_ns())
+        core = self._core
+        now = self._loop._now
+        when = core.next_timer()
+        if when > now:
+            # Stale: the deadline moved later after the timer was armed. Nothing is due,
+            # so a pump would do nothing but arm the timer again.
+            self._timer_at = when
+            self._timer_set_at = now
+            self._timer = self._loop.call_at_ns(when, self._on_timer, context=self._context)
+            return
+        if when < 0:
+            return  # nothing pending at all (a pump would find nothing to do)
+        core.handle_timer(now)
         self._pump()
 
     # -- calling the protocol -------------------------------------------------------------
 
     def _call(self, method: Callable[..., Any], *args: Any) -> Any:
-        token = current_host.set(self._host.name)
+        token = _set_host(self._host_name)
         try:
             return method(*args)
         except (SystemExit, KeyboardInterrupt):
@@ -388,7 +467,7 @@ class SimStreamTransport(asyncio.Transport):
             self._fatal(exc, f"Fatal error: protocol.{method.__name__}() call failed.")
             return None
         finally:
-            current_host.reset(token)
+            _reset_host(token)
 
     def _fatal(self, exc: BaseException, message: str) -> None:
         self._loop.call_exception_handler(

@@ -37,9 +37,22 @@ from ._events import (
     StreamConnect,
 )
 from ._faults import RuleChain
-from ._host import Host, is_loopback
+from ._host import WILDCARD, Host, is_loopback
 from ._link import CORRUPTED, DROP_QUEUE, DUPLICATED, REORDERED, Link, LinkConfig
-from ._packet import ACK, ICMP, IP_HEADER, SYN, TCP, UDP, Packet, flag_text
+from ._packet import (
+    ACK,
+    ICMP,
+    IP_HEADER,
+    PROTO_NAMES,
+    SYN,
+    TCP,
+    TCP_HEADER,
+    UDP,
+    UDP_HEADER,
+    Packet,
+    flag_text,
+)
+from ._trace import TraceRecorder
 
 if TYPE_CHECKING:
     from ..observe import Observer
@@ -72,6 +85,8 @@ class PacketSwitch:
     ) -> None:
         self.loop = loop
         self.seeds = seeds
+        self._observer: Observer | None = None
+        self._record: Callable[[type[PacketEvent], tuple[Any, ...]], None] | None = None
         self.observer = observer
         self._default_link = default_link
         #: Rules applied to every packet on every link, before the link's own.
@@ -79,7 +94,20 @@ class PacketSwitch:
         self._hosts: dict[str, Host] = {}
         self._by_address: dict[str, Host] = {}
         self._taps: list[Tap] = []
-        self._context = contextvars.Context()
+        #: The context network callbacks run in (``current_host`` unset), so that
+        #: ``loop.cancel_host`` never cancels them.
+        self.context = contextvars.Context()
+
+    @property
+    def observer(self) -> Observer | None:
+        """Who receives the trace events (``None``: nobody; tracing then costs nothing)."""
+        return self._observer
+
+    @observer.setter
+    def observer(self, observer: Observer | None) -> None:
+        self._observer = observer
+        # A trace recorder alone takes packet events without their objects being built.
+        self._record = observer.record if isinstance(observer, TraceRecorder) else None
 
     def _link(self, src: Host, dst: Host) -> Link:
         link = src.links.get(dst.name)
@@ -119,44 +147,81 @@ class PacketSwitch:
         self, when_ns: int, callback: Callable[..., object], *args: Any
     ) -> asyncio.TimerHandle:
         """Schedule a network callback (outside every host) at ``when_ns``."""
-        return self.loop.call_at_ns(when_ns, callback, *args, context=self._context)
+        return self.loop.call_at_ns(when_ns, callback, *args, context=self.context)
 
     def call_soon(self, callback: Callable[..., object], *args: Any) -> None:
         """Schedule a network callback (outside every host) for this instant."""
-        self.loop.call_soon(callback, *args, context=self._context)
+        self.loop.call_soon(callback, *args, context=self.context)
+
+    def route(self, src: Host, dst_ip: str) -> tuple[Host, Link] | None:
+        """Where a packet from ``src`` to ``dst_ip`` goes: ``(destination host, link)``,
+        or ``None`` when no host has that address. Found routes are remembered."""
+        route = src.routes.get(dst_ip)
+        if route is not None:
+            return route
+        if dst_ip == src.address or is_loopback(dst_ip):
+            route = (src, src.loopback)
+        else:
+            dst = self._by_address.get(dst_ip)
+            if dst is None:
+                return None
+            route = (dst, src.links.get(dst.name) or self._link(src, dst))
+        src.routes[dst_ip] = route
+        return route
 
     def send(self, packet: Packet, src: Host) -> None:
         """Put ``packet`` from ``src`` on the wire: rules, link faults, then a delivery timer."""
-        now = self.loop.time_ns()
-        dst_ip = packet.dst_ip
-        dst: Host | None
-        if dst_ip == src.address or dst_ip.startswith("127."):
-            dst = src
-            link = src.loopback
-        else:
-            dst = self._by_address.get(dst_ip)
-            link = None
-            if dst is not None:
-                link = src.links.get(dst.name) or self._link(src, dst)
-        src.ip_id = (src.ip_id + 1) & 0xFFFF
-        packet.ip_id = src.ip_id
-        if dst is not None:
-            packet.dst_host = dst.name
-        if self._taps:
-            mtu = self._default_link.mtu if link is None else link.mtu
-            for tap in self._taps:
-                tap(packet, now, mtu)
-        observer = self.observer
-        label = "sim.network" if link is None else link.label
-        if observer is not None:
-            observer(self._event(PacketSent, packet, now, label))
-        if dst is None or link is None:
-            self._dropped(packet, now, label, "no-route")
+        now = self.loop._now  # the loop's clock (time_ns()), read directly: every packet
+        ip_id = src.ip_id = (src.ip_id + 1) & 0xFFFF
+        packet.ip_id = ip_id
+        route = src.routes.get(packet.dst_ip) or self.route(src, packet.dst_ip)
+        if route is None:
+            self._unroutable(packet, now)
             return
+        dst, link = route
+        packet.dst_host = dst.name
+        if self._taps:
+            for tap in self._taps:
+                tap(packet, now, link.mtu)
+        if self._observer is not None:
+            self._emit(PacketSent, packet, now, link.label)
         if link.blocked:
             link.stats.partitioned += 1
-            self._dropped(packet, now, label, "partition")
+            self._dropped(packet, now, link.label, "partition")
             return
+        clean = link.clean_ns
+        if clean >= 0 and not self.rules.rules and not link.rules.rules:
+            proto = packet.proto
+            if proto == UDP:
+                size = IP_HEADER + UDP_HEADER + len(packet.payload)
+            elif proto == TCP:
+                size = IP_HEADER + TCP_HEADER + len(packet.payload)
+            else:
+                size = packet.wire_size
+            if size <= link.mtu:
+                # What Link.plan decides for a clean link: in order, after the fixed delay.
+                arrival = now + clean
+                if arrival < link.last_arrival:  # noqa: PLR1730 (hot path: no call to max/min)
+                    arrival = link.last_arrival
+                link.last_arrival = arrival
+                link.stats.sent += 1
+                self.loop.call_at_ns(
+                    arrival, self._deliver, packet, dst, dst.epoch, link, context=self.context
+                )
+                return
+        self._send_faulty(packet, now, dst, link)
+
+    def _unroutable(self, packet: Packet, now: int) -> None:
+        if self._taps:
+            for tap in self._taps:
+                tap(packet, now, self._default_link.mtu)
+        if self._observer is not None:
+            self._emit(PacketSent, packet, now, "sim.network")
+        self._dropped(packet, now, "sim.network", "no-route")
+
+    def _send_faulty(self, packet: Packet, now: int, dst: Host, link: Link) -> None:
+        """The rest of :meth:`send` for a link with faults or rules, or a packet over its MTU."""
+        label = link.label
         extra = marks = 0
         rng = link.rng
         if self.rules.rules:
@@ -189,33 +254,33 @@ class PacketSwitch:
         if flags:
             if flags & CORRUPTED:
                 packet.damage(rng)
-            if observer is not None:
+            if self._observer is not None:
                 if flags & REORDERED:
-                    observer(self._event(PacketReordered, packet, now, label))
+                    self._emit(PacketReordered, packet, now, label)
                 if flags & CORRUPTED:
-                    observer(self._event(PacketCorrupted, packet, now, label))
+                    self._emit(PacketCorrupted, packet, now, label)
                 if flags & DUPLICATED:
-                    observer(self._event(PacketDuplicated, packet, now, label))
+                    self._emit(PacketDuplicated, packet, now, label)
         loop = self.loop
-        context = self._context
+        context = self.context
         loop.call_at_ns(arrival, self._deliver, packet, dst, dst.epoch, link, context=context)
         if dup_arrival >= 0:
             twin = packet.copy()
             loop.call_at_ns(dup_arrival, self._deliver, twin, dst, dst.epoch, link, context=context)
 
     def _deliver(self, packet: Packet, dst: Host, epoch: int, link: Link) -> None:
-        observer = self.observer
+        observer = self._observer
         if not dst.up or dst.epoch != epoch:
             if observer is not None:
-                self._dropped(packet, self.loop.time_ns(), link.label, "host-down")
+                self._dropped(packet, self.loop._now, link.label, "host-down")
             return
         if packet.corrupted:
             if observer is not None:
-                self._dropped(packet, self.loop.time_ns(), link.label, "checksum")
+                self._dropped(packet, self.loop._now, link.label, "checksum")
             return
         link.stats.delivered += 1
         if observer is not None:
-            observer(self._event(PacketDelivered, packet, self.loop.time_ns(), link.label))
+            self._emit(PacketDelivered, packet, self.loop._now, link.label)
         proto = packet.proto
         if proto == TCP:
             conn = dst.tcp.get((packet.dst_port, packet.src_ip, packet.src_port))
@@ -230,10 +295,20 @@ class PacketSwitch:
                     return
             self.refuse(packet, dst)
         elif proto == UDP:
-            for sock in dst.udp.get(packet.dst_port, ()):
-                if sock.accepts(packet):
-                    sock.handle_datagram(packet)
-                    return
+            socks = dst.udp.get(packet.dst_port)
+            if socks:
+                dst_ip = packet.dst_ip
+                for sock in socks:
+                    # sock.accepts(packet), inlined: this is every datagram's path.
+                    bound = sock.bound_ip
+                    if bound not in (WILDCARD, dst_ip):
+                        continue
+                    remote = sock.remote
+                    if remote is None or (
+                        remote[0] == packet.src_ip and remote[1] == packet.src_port
+                    ):
+                        sock.handle_datagram(packet)
+                        return
             unreachable = Packet(ICMP, dst.name, packet.dst_ip, 0, packet.src_ip, 0, inner=packet)
             self.send(unreachable, dst)
         elif proto == ICMP and packet.inner is not None:
@@ -242,18 +317,18 @@ class PacketSwitch:
                 sock.handle_unreachable(inner)
 
     def _dropped(self, packet: Packet, now: int, label: str, reason: str) -> None:
-        if self.observer is not None:
-            self.observer(self._event(PacketDropped, packet, now, label, reason))
+        if self._observer is not None:
+            self._emit(PacketDropped, packet, now, label, reason)
 
-    @staticmethod
-    def _event(
-        kind: type[PacketEvent], packet: Packet, now: int, label: str, *extra: str
-    ) -> PacketEvent:
+    def _emit(
+        self, kind: type[PacketEvent], packet: Packet, now: int, label: str, *extra: str
+    ) -> None:
+        """Report a packet event (an observer is set)."""
         tcp = packet.proto == TCP
-        return kind(
+        values: tuple[Any, ...] = (
             label,
             now,
-            packet.proto_name,
+            PROTO_NAMES.get(packet.proto) or str(packet.proto),
             packet.src_host,
             f"{packet.src_ip}:{packet.src_port}",
             packet.dst_host,
@@ -263,6 +338,11 @@ class PacketSwitch:
             packet.seq if tcp else 0,
             *extra,
         )
+        record = self._record
+        if record is not None:
+            record(kind, values)
+        elif self._observer is not None:
+            self._observer(kind(*values))
 
     # -- helpers for the transports ---------------------------------------------------------------
 

@@ -41,6 +41,8 @@ from ._tcp_send import RtoEstimator, SendBuffer
 from ._tcp_settings import TcpSettings
 
 __all__ = [
+    "CLOSED",
+    "ESTABLISHED",
     "EV_CLOSED",
     "EV_EOF",
     "EV_ERROR",
@@ -124,7 +126,8 @@ class TcpCore:
         # receive side
         self.irs = 0
         self.rcv = ReceiveBuffer(settings.rcvbuf)
-        self._ack_now = False
+        #: An ACK is due at the next flush.
+        self.ack_now = False
         self.delack_at = -1
         self._segs_unacked = 0
 
@@ -258,7 +261,7 @@ class TcpCore:
     def window_opened(self) -> None:
         """The application took data after a pause: tell the peer if the window grew."""
         if self.state == ESTABLISHED and not self.rcv.fin_received:
-            self._ack_now = True
+            self.ack_now = True
 
     # -- network side --------------------------------------------------------------
 
@@ -285,7 +288,7 @@ class TcpCore:
             self.state = ESTABLISHED
             self.events |= EV_ESTABLISHED
         elif flags & SYN:
-            self._ack_now = True  # our handshake ACK was lost: the peer repeats its SYN-ACK
+            self.ack_now = True  # our handshake ACK was lost: the peer repeats its SYN-ACK
             return
         if flags & ACK:
             pure = not pkt.payload and not flags & FIN
@@ -293,7 +296,7 @@ class TcpCore:
             if self.state == CLOSED:
                 return
             if pure and pkt.seq == self.rcv.nxt - 1:
-                self._ack_now = True  # a window probe: answer with our current window
+                self.ack_now = True  # a window probe: answer with our current window
         if pkt.payload or flags & FIN:
             if self.app_closed and pkt.payload and pkt.seq + len(pkt.payload) > self.rcv.nxt:
                 self.abort()  # data for a closed socket
@@ -325,7 +328,7 @@ class TcpCore:
             return
         if 0 <= self.delack_at <= now:
             self.delack_at = -1
-            self._ack_now = True
+            self.ack_now = True
         if 0 <= self.tlp_at <= now:
             self._on_probe_timeout()
         if 0 <= self.rtx_at <= now:
@@ -336,15 +339,22 @@ class TcpCore:
             self._finish()
 
     def flush(self, now: int) -> None:
-        """Emit the segments that are due: new data within the windows, FIN, a pending ACK."""
-        if self.state == ESTABLISHED:
+        """Emit the segments that are due: new data within the windows, FIN, a pending ACK.
+
+        Does nothing unless the connection is established and one of ``ack_now``,
+        ``fin_acked``, ``fin_queued`` or ``snd_nxt < sndbuf.end`` holds (an adapter may
+        check that itself and skip the call).
+        """
+        if self.state != ESTABLISHED:
+            return
+        if self.snd_nxt < self.sndbuf.end or self.fin_queued:
             self._output(now)
-        if self._ack_now and self.state == ESTABLISHED:
+        if self.ack_now:
             self.outbox.append(self._packet(ACK, self.snd_nxt))
-            self._ack_now = False
+            self.ack_now = False
             self.delack_at = -1
             self._segs_unacked = 0
-        if self.state == ESTABLISHED and self.fin_acked:
+        if self.fin_acked:
             if self.rcv.fin_received:
                 self._finish()
             elif self.app_closed and self.fin_at < 0:
@@ -354,6 +364,11 @@ class TcpCore:
 
     def _packet(self, flags: int, seq: int, payload: bytes = b"") -> Packet:
         rcv = self.rcv
+        # rcv.window(self.mss), inlined: every segment carries it.
+        free = rcv.cap - rcv.ready_len
+        mss = self.mss
+        half = rcv.cap // 2
+        window = free if free >= (mss if mss < half else half) else 0
         packet = Packet(
             TCP,
             self.host,
@@ -362,12 +377,12 @@ class TcpCore:
             self.remote_ip,
             self.remote_port,
             payload,
-            seq=seq,
-            ack=rcv.nxt if flags & ACK else 0,
-            flags=flags,
-            window=rcv.window(self.mss),
+            seq,  # (positional: keywords cost more, on every segment)
+            rcv.nxt if flags & ACK else 0,
+            flags,
+            window,
         )
-        if rcv.holding and flags & ACK:
+        if rcv.ooo and flags & ACK:
             packet.sack = rcv.sack_blocks()
         return packet
 
@@ -381,10 +396,12 @@ class TcpCore:
 
     def _segment(self, seq: int, limit: int) -> Packet:
         """The segment of up to ``limit`` data bytes starting at ``seq`` (FIN if it fits)."""
-        data_end = self.data_end
+        data_end = self.sndbuf.end
         if seq >= data_end:
             return self._packet(FIN | ACK, data_end)
-        n = min(limit, data_end - seq)
+        n = data_end - seq
+        if limit < n:  # noqa: PLR1730 (hot path: no call to max/min)
+            n = limit
         payload = self.sndbuf.slice(seq, n)
         flags = ACK
         if seq + n == data_end:
@@ -394,7 +411,7 @@ class TcpCore:
         return self._packet(flags, seq, payload)
 
     def _output(self, now: int) -> None:
-        data_end = self.data_end
+        data_end = self.sndbuf.end
         fin_end = data_end + 1 if self.fin_queued else data_end
         nxt = self.snd_nxt
         if nxt >= fin_end:
@@ -403,26 +420,31 @@ class TcpCore:
         limit = self.snd_una + window
         mss = self.mss
         sent = False
+        outbox = self.outbox
         while nxt < fin_end:
             if nxt < data_end:
                 room = limit - nxt
                 if room <= 0:
                     break
-                n = min(mss, data_end - nxt, room)
-                if n < mss and n < data_end - nxt and nxt > self.snd_una:
+                left = data_end - nxt
+                n = mss if mss < left else left
+                if room < n:  # noqa: PLR1730 (hot path: no call to max/min)
+                    n = room
+                if n < mss and n < left and nxt > self.snd_una:
                     break  # do not send a sliver the window forces while data is in flight
                 pkt = self._segment(nxt, n)
             else:
                 pkt = self._packet(FIN | ACK, data_end)
-            self.outbox.append(pkt)
+            outbox.append(pkt)
             sent = True
             if self.rtt_seq < 0 and nxt >= self.snd_max:
                 self.rtt_seq, self.rtt_start = nxt + 1, now
-            nxt = pkt.seq + pkt.seq_space
-            self.snd_max = max(self.snd_max, nxt)
+            nxt = pkt.seq + len(pkt.payload) + (pkt.flags & FIN)  # pkt.seq_space (no SYN here)
+            if nxt > self.snd_max:  # noqa: PLR1730 (hot path: no call to max/min)
+                self.snd_max = nxt
         self.snd_nxt = nxt
         if sent:
-            self._ack_now = False
+            self.ack_now = False
             self.delack_at = -1
             self._segs_unacked = 0
             if self.rtx_at < 0:
@@ -492,7 +514,7 @@ class TcpCore:
         self.state = ESTABLISHED
         self.events |= EV_ESTABLISHED
         self._on_ack(pkt.ack, pkt.window, False, now)
-        self._ack_now = True
+        self.ack_now = True
 
     def _on_reset(self, pkt: Packet) -> None:
         if self.state == SYN_SENT:
@@ -511,17 +533,18 @@ class TcpCore:
     ) -> None:
         snd_una = self.snd_una
         if ack > self.snd_max:
-            self._ack_now = True  # acknowledges something never sent
+            self.ack_now = True  # acknowledges something never sent
             return
         scoreboard = self.scoreboard
         if ack > snd_una:
             if self.sndbuf.acknowledge(ack):
                 self.events |= EV_SENDSPACE
-            if self.fin_queued and ack == self.data_end + 1:
+            if self.fin_queued and ack == self.sndbuf.end + 1:
                 self.fin_acked = True
             acked = ack - snd_una
             self.snd_una = ack
-            self.snd_nxt = max(self.snd_nxt, ack)
+            if ack > self.snd_nxt:  # noqa: PLR1730 (hot path: no call to max/min)
+                self.snd_nxt = ack
             if scoreboard.blocks:
                 scoreboard.advance(ack)
             if self.rtt_seq >= 0 and ack >= self.rtt_seq:
@@ -582,7 +605,7 @@ class TcpCore:
         srtt = self.rtt.srtt
         if srtt < 0 or self.recover >= 0:
             return
-        when = now + max(2 * srtt, 10_000_000)
+        when = now + (2 * srtt if srtt > 5_000_000 else 10_000_000)
         if self.snd_max - self.snd_una <= self.mss:
             when += self._ack_delay
         if self.rtx_at < 0 or when < self.rtx_at:
@@ -619,13 +642,13 @@ class TcpCore:
         outcome = self.rcv.add(seq, data, fin)
         if outcome == REACHED_FIN:
             self.events |= EV_EOF
-            self._ack_now = True
+            self.ack_now = True
         elif outcome != IN_ORDER:
-            self._ack_now = True  # repeat our ACK, or tell the sender about a hole at once
+            self.ack_now = True  # repeat our ACK, or tell the sender about a hole at once
         else:
             self._segs_unacked += 1
             if self._segs_unacked >= 2 or self._ack_delay == 0:
-                self._ack_now = True
+                self.ack_now = True
             elif self.delack_at < 0:
                 self.delack_at = now + self._ack_delay
 

@@ -25,7 +25,7 @@ FIN: Final = 4  # the peer's FIN was reached: everything before it is ready
 class ReceiveBuffer:
     """In-order bytes ready for the application, segments waiting behind holes, the FIN."""
 
-    __slots__ = ("_ooo", "_ready", "cap", "fin_received", "fin_seq", "nxt", "ready_len")
+    __slots__ = ("_ready", "cap", "fin_received", "fin_seq", "nxt", "ooo", "ready_len")
 
     def __init__(self, cap: int) -> None:
         self.cap = cap
@@ -33,7 +33,8 @@ class ReceiveBuffer:
         self.nxt = 0
         self._ready: list[bytes] = []
         self.ready_len = 0
-        self._ooo: dict[int, bytes] = {}
+        #: Segments held behind a hole, by sequence number (read them, never change them).
+        self.ooo: dict[int, bytes] = {}
         self.fin_seq = -1
         self.fin_received = False
 
@@ -74,16 +75,16 @@ class ReceiveBuffer:
             self.fin_seq = seq + len(data)
         if seq != nxt:
             if data:
-                present = self._ooo.get(seq)
+                present = self.ooo.get(seq)
                 if present is None or len(present) < len(data):
-                    self._ooo[seq] = data
+                    self.ooo[seq] = data
             return OUT_OF_ORDER
-        filled = bool(self._ooo)
+        filled = bool(self.ooo)
         if data:
             self._ready.append(data)
             self.ready_len += len(data)
             nxt += len(data)
-        if self._ooo:
+        if self.ooo:
             nxt = self._drain(nxt)
         self.nxt = nxt
         if self.fin_seq >= 0 and nxt == self.fin_seq:
@@ -93,7 +94,7 @@ class ReceiveBuffer:
         return FILLED if filled else IN_ORDER
 
     def _drain(self, nxt: int) -> int:
-        ooo = self._ooo
+        ooo = self.ooo
         progress = True
         while progress and ooo:
             progress = False
@@ -112,8 +113,8 @@ class ReceiveBuffer:
     def sack_blocks(self, limit: int = 3) -> tuple[tuple[int, int], ...]:
         """Up to ``limit`` ``(start, end)`` ranges held behind holes, lowest first."""
         blocks: list[tuple[int, int]] = []
-        for seq in sorted(self._ooo):
-            end = seq + len(self._ooo[seq])
+        for seq in sorted(self.ooo):
+            end = seq + len(self.ooo[seq])
             if blocks and seq <= blocks[-1][1]:
                 if end > blocks[-1][1]:
                     blocks[-1] = (blocks[-1][0], end)
@@ -126,10 +127,10 @@ class ReceiveBuffer:
     @property
     def holding(self) -> bool:
         """Whether segments wait behind a hole (ACKs then carry SACK blocks)."""
-        return bool(self._ooo)
+        return bool(self.ooo)
 
     def clear(self) -> None:
         """Drop everything held (the connection is over)."""
-        self._ooo.clear()
+        self.ooo.clear()
         self._ready.clear()
         self.ready_len = 0

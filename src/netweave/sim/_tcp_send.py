@@ -48,7 +48,7 @@ class SendBuffer:
 
     def acknowledge(self, ack: int) -> int:
         """Release everything below ``ack`` (clipped to :attr:`end`); return the bytes released."""
-        released = min(ack, self.end) - self.start
+        released = (ack if ack < self.end else self.end) - self.start
         if released <= 0:
             return 0
         self.start += released
@@ -89,7 +89,11 @@ class RtoEstimator:
         else:
             self.rttvar = (3 * self.rttvar + abs(self.srtt - rtt)) // 4
             self.srtt = (7 * self.srtt + rtt) // 8
-        self.rto = min(max(self.srtt + max(_G, 4 * self.rttvar), self._min), self._max)
+        variation = 4 * self.rttvar
+        rto = self.srtt + (variation if variation > _G else _G)
+        if rto < self._min:  # noqa: PLR1730 (hot path: no call to max/min)
+            rto = self._min
+        self.rto = rto if rto < self._max else self._max
 
     def back_off(self) -> None:
         """A retransmission timeout fired: double the RTO (up to the maximum)."""

@@ -11,6 +11,11 @@ Rules of this file:
   event, also those that fell out of the bounded in-memory window.
 * Memory is bounded: ``keep`` events stay in memory (``None``: none kept;
   stream to ``path`` instead, or as well).
+* Cheap per event: each event class gets a generated line function (made once
+  from its fields); the network hands packet events over as field values
+  (:meth:`TraceRecorder.record`), whose objects are rebuilt from their lines
+  only if :attr:`TraceRecorder.events` is read; lines are hashed in batches,
+  which gives the same hash.
 """
 
 from __future__ import annotations
@@ -18,11 +23,12 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import operator
 from collections import deque
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from types import TracebackType
-from typing import IO, Final, final
+from typing import IO, Any, Final, final
 
 from ..errors import UsageError
 from ..observe import Event
@@ -30,46 +36,88 @@ from ._events import NetEvent
 
 __all__ = ["TraceRecorder", "canonical_line", "trace_hash"]
 
+_BATCH: Final = 256  # lines hashed (and streamed) at a time
+
 
 def canonical_line(event: Event, *, time_ns: int | None = None) -> str:
     """``event`` as one canonical JSON line (no newline).
 
     The same text as ``json.dumps({"event": kind, **fields}, sort_keys=True,
-    separators=(",", ":"))``, built from a per-class layout. ``time_ns`` is
-    added for events that do not carry their own.
+    separators=(",", ":"))``, built by a line function made once per event class.
+    ``time_ns`` is added for events that do not carry their own.
     """
     stamp = time_ns is not None and not isinstance(event, NetEvent)
-    cls = type(event)
-    layout = _LAYOUTS.get((cls, stamp))
+    layout = _LAYOUTS.get((type(event), stamp))
     if layout is None:
-        layout = _LAYOUTS[(cls, stamp)] = _layout(event, stamp)
-    parts = []
-    for prefix, name in layout:
-        if name is None:
-            parts.append(prefix)
-        elif name is _TIME:
-            parts.append(prefix + str(time_ns))
-        else:
-            parts.append(prefix + _encode(getattr(event, name)))
-    return "{" + ",".join(parts) + "}"
+        layout = _layout(event, stamp)
+    return layout[1](layout[0](event), time_ns)
 
 
-# The layout of a line: (text, field) pairs in key order; field None means the
-# text is complete (the event kind), _TIME means the stamped time goes after it.
-_TIME: Final = "\0time"
-_LAYOUTS: dict[tuple[type, bool], list[tuple[str, str | None]]] = {}
+#: A line function: the event's field values (in field order) and the stamp, to the line.
+_Line = Callable[[tuple[Any, ...], "int | None"], str]
+#: Per (event class, stamped): how to read the field values, and the line function.
+_LAYOUTS: dict[tuple[type, bool], tuple[Callable[[Any], tuple[Any, ...]], _Line]] = {}
 _encode_str: Callable[[str], str] = json.encoder.encode_basestring_ascii
 
 
-def _layout(event: Event, stamp: bool) -> list[tuple[str, str | None]]:
+def _layout(event: Event, stamp: bool) -> tuple[Callable[[Any], tuple[Any, ...]], _Line]:
+    """Make (and remember) the layout of ``event``'s class, from ``event`` itself."""
     names = [field.name for field in dataclasses.fields(event)]
-    entries: dict[str, tuple[str, str | None]] = {
-        name: (f"{_encode_str(name)}:", name) for name in names
-    }
-    entries["event"] = (f'"event":{_encode_str(event.kind)}', None)
+    getter: Callable[[Any], tuple[Any, ...]]
+    if len(names) == 1:
+        name = names[0]
+
+        def getter(event: Any) -> tuple[Any, ...]:
+            return (getattr(event, name),)
+
+    else:
+        getter = operator.attrgetter(*names)
+    layout = (getter, _line_function(names, event.kind, stamp))
+    _LAYOUTS[(type(event), stamp)] = layout
+    return layout
+
+
+def _line_function(
+    names: list[str], kind: str, stamp: bool, types: dict[str, str] | None = None
+) -> _Line:
+    """Generate the straight-line code that joins one class's line, keys sorted.
+
+    Each value is encoded as :func:`_encode` would (str and int inline, anything
+    else through ``json.dumps``); with ``types`` (field name to declared type), a
+    field declared ``str`` or ``int`` is encoded as one without looking. The
+    generated text holds only ``repr``'d constants and field indexes, never data.
+    """
+    entries: dict[str, str | None] = {name: f"v[{i}]" for i, name in enumerate(names)}
+    entries["event"] = None
     if stamp:
-        entries["time_ns"] = ('"time_ns":', _TIME)
-    return [entries[key] for key in sorted(entries)]
+        entries["time_ns"] = "t"
+    parts: list[str] = []
+    text = "{"
+    for n, key in enumerate(sorted(entries)):
+        text += ("," if n else "") + _encode_str(key) + ":"
+        value = entries[key]
+        if value is None:
+            text += _encode_str(kind)
+            continue
+        parts.append(repr(text))
+        text = ""
+        declared = None if types is None else types.get(key)
+        if value == "t":
+            parts.append("str(t)")
+        elif declared == "str":
+            parts.append(f"S({value})")
+        elif declared == "int":
+            parts.append(f"R({value})")
+        else:
+            parts.append(
+                f"(S(x) if type(x := {value}) is str else R(x) if type(x) is int else E(x))"
+            )
+    parts.append(repr(text + "}"))
+    source = f"def line(v, t):\n    return ''.join(({', '.join(parts)},))\n"
+    namespace: dict[str, Any] = {"S": _encode_str, "R": int.__repr__, "E": _encode}
+    exec(source, namespace)  # generated from field names only, see above
+    line: _Line = namespace["line"]
+    return line
 
 
 def _encode(value: object) -> str:
@@ -78,6 +126,20 @@ def _encode(value: object) -> str:
     if type(value) is int:
         return int.__repr__(value)
     return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def _typed_line_function(event: Event) -> _Line:
+    """The line function of ``event``'s class for values of the declared types."""
+    fields = dataclasses.fields(event)
+    types = {field.name: str(field.type) for field in fields}
+    return _line_function([field.name for field in fields], event.kind, False, types)
+
+
+def _rebuild(kind: type[Event], line: str) -> Event:
+    """The event of class ``kind`` that :meth:`TraceRecorder.record` made ``line`` of."""
+    fields = json.loads(line)
+    del fields["event"]
+    return kind(**fields)
 
 
 def trace_hash(events: Iterable[Event]) -> str:
@@ -108,10 +170,17 @@ class TraceRecorder:
     ) -> None:
         if keep is not None and keep < 0:
             raise UsageError(f"keep must be >= 0 or None, got {keep!r}")
-        self._records: deque[tuple[Event, str]] = deque(maxlen=keep or 0)
+        # Two deques side by side (no tuple per event: less for the garbage collector to
+        # walk): each event, or just its class when its line is enough to rebuild it, and
+        # its line.
+        self._items: deque[Event | type[Event]] = deque(maxlen=keep or 0)
+        self._kept: deque[str] = deque(maxlen=keep or 0)
         self._keep = keep or 0
         self._clock = clock
         self._digest = hashlib.sha256()
+        # Lines not yet hashed: hashing them in batches gives the same hash.
+        self._pending: list[str] = []
+        self._lines: dict[type[Event], _Line] = {}
         self._file: IO[str] | None = None
         if path is not None:
             self._file = open(path, "w", encoding="utf-8")  # noqa: SIM115 (closed by close())
@@ -121,34 +190,71 @@ class TraceRecorder:
     def __call__(self, event: Event, /) -> None:
         clock = self._clock
         line = canonical_line(event, time_ns=None if clock is None else clock())
-        data = line.encode()
-        self._digest.update(data)
-        self._digest.update(b"\n")
         self.count += 1
         if self._keep:
-            self._records.append((event, line))
+            self._items.append(event)
+            self._kept.append(line)
         if self._file is not None:
-            self._file.write(line)
-            self._file.write("\n")
+            self._file.write(line + "\n")
+        pending = self._pending
+        pending.append(line)
+        if len(pending) >= _BATCH:
+            self._drain()
+
+    def record(self, kind: type[NetEvent], values: tuple[Any, ...]) -> None:
+        """Record the event ``kind(*values)`` (field values in field order) without
+        building it: the line and the hash are the same as for ``self(kind(*values))``,
+        and the event is built from its line only when :attr:`events` is read. The
+        simulator's per-packet path uses this; ``kind`` is a simulator event (it carries
+        its time) and ``values`` are ``str`` and ``int``, as its fields are declared.
+        """
+        line_of = self._lines.get(kind)
+        if line_of is None:
+            line_of = self._lines[kind] = _typed_line_function(kind(*values))
+        line = line_of(values, None)
+        self.count += 1
+        if self._keep:
+            self._items.append(kind)
+            self._kept.append(line)
+        if self._file is not None:
+            self._file.write(line + "\n")
+        pending = self._pending
+        pending.append(line)
+        if len(pending) >= _BATCH:
+            self._drain()
+
+    def _drain(self) -> None:
+        """Hash the pending lines."""
+        pending = self._pending
+        if not pending:
+            return
+        pending.append("")  # the last line ends in a newline too
+        text = "\n".join(pending)
+        pending.clear()
+        self._digest.update(text.encode())
 
     def hexdigest(self) -> str:
         """The trace hash so far: hex SHA-256 of every line, each ending in a newline."""
+        self._drain()
         return self._digest.copy().hexdigest()
 
     @property
     def events(self) -> list[Event]:
         """The events held in memory, oldest first."""
-        return [event for event, _ in self._records]
+        return [
+            item if isinstance(item, Event) else _rebuild(item, line)
+            for item, line in zip(self._items, self._kept, strict=True)
+        ]
 
     @property
     def lines(self) -> list[str]:
         """The canonical lines of the events held in memory, oldest first."""
-        return [line for _, line in self._records]
+        return list(self._kept)
 
     @property
     def dropped(self) -> int:
         """Events seen but no longer held in memory."""
-        return self.count - len(self._records)
+        return self.count - len(self._kept)
 
     def write_jsonl(self, target: str | Path | IO[str]) -> None:
         """Write the events held in memory as JSON lines.

@@ -194,6 +194,10 @@ class AsyncioStreamConnection(asyncio.Protocol, StreamConnection):
             if self._closing:
                 raise ClosedResourceError(f"{self._label}: receive after close on our side")
             if self._rbuf:
+                if max_bytes is None and not self._reading_paused:
+                    chunk = self._rbuf.popleft()  # self._take(None), inlined: every read
+                    self._rlen -= len(chunk)
+                    return chunk
                 return self._take(max_bytes)
             if self._error is not None:
                 raise self._error
