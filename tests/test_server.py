@@ -280,3 +280,37 @@ async def test_port_in_use() -> None:
     async with netweave.serve("tcp://127.0.0.1:0", "lp4,raw", echo) as server:
         with pytest.raises(ListenFailed, match="pick another port or stop it"):
             await netweave.serve(server.url, "lp4,raw", echo)
+
+
+async def test_close_aborts_open_connections_in_the_order_they_were_accepted() -> None:
+    """Shutdown walks connections in accept order (not a set's order), so a
+    simulated run closes them identically in every process."""
+    recorder = netweave.observe.RecordingObserver()
+    held = asyncio.Event()
+
+    async def hold(channel: netweave.Channel[bytes]) -> None:
+        await channel.send(await channel.receive())
+        await held.wait()
+
+    server = await netweave.serve("mem://close-order", "lp4,raw", hold, observer=recorder)
+    clients = []
+    for n in range(30):
+        channel = await netweave.connect("mem://close-order", "lp4,raw")
+        await channel.send(b"%d" % n)
+        assert await channel.receive() == b"%d" % n
+        clients.append(channel)
+    opened = [
+        event.source
+        for event in recorder.of_type(netweave.observe.ConnectionOpened)
+        if event.role == "server"
+    ]
+    recorder.clear()
+    await server.close()
+    closed = [
+        event.source
+        for event in recorder.of_type(netweave.observe.ConnectionClosed)
+        if event.source in opened
+    ]
+    assert closed == opened
+    for channel in clients:
+        channel.abort()

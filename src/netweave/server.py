@@ -83,8 +83,10 @@ class Server:
         self._listener: Listener | None = None
         self._datagrams: DatagramEndpoint | None = None
         self._peers: dict[Address, _PeerEndpoint] = {}
-        self._channels: set[Channel[Any]] = set()
-        self._tasks: set[asyncio.Task[None]] = set()
+        # Dicts, not sets: shutdown walks them in creation order, so a simulated
+        # run closes connections in the same order in every process.
+        self._channels: dict[Channel[Any], None] = {}
+        self._tasks: dict[asyncio.Task[None], None] = {}
         self._main: asyncio.Task[None] | None = None
         self._closed = asyncio.Event()
         self._closing = False
@@ -139,8 +141,8 @@ class Server:
             return
         self._closing = True
 
-        def others() -> set[asyncio.Task[None]]:
-            return {task for task in self._tasks if task is not current}
+        def others() -> list[asyncio.Task[None]]:
+            return [task for task in self._tasks if task is not current]
 
         try:
             if self._main is not None:
@@ -220,10 +222,13 @@ class Server:
     # -- handlers -------------------------------------------------------------
 
     def _spawn(self, channel: Channel[Any]) -> None:
-        self._channels.add(channel)
+        self._channels[channel] = None
         task = asyncio.create_task(self._run(channel))
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._tasks[task] = None
+        task.add_done_callback(self._forget_task)
+
+    def _forget_task(self, task: asyncio.Task[None]) -> None:
+        self._tasks.pop(task, None)
 
     async def _run(self, channel: Channel[Any]) -> None:
         try:
@@ -242,7 +247,7 @@ class Server:
             self.handler_errors += 1
             logger.exception("handler failed for %s", channel.remote_address)
         finally:
-            self._channels.discard(channel)
+            self._channels.pop(channel, None)
             if self._closing:
                 channel.abort()
             else:

@@ -62,6 +62,25 @@ def test_json_non_serialisable_is_a_usage_error_naming_the_type() -> None:
         Json().encode({"when": object()})
 
 
+def test_json_encodes_correctly_after_a_failed_encode() -> None:
+    # The fast path keeps circular-reference markers between calls; a failure
+    # half-way must not poison the next encode.
+    codec = Json()
+    loop: list[Any] = [1, {"a": 2}]
+    loop.append(loop)
+    with pytest.raises(UsageError):
+        codec.encode(loop)
+    loop.pop()  # no longer circular: must encode now
+    assert codec.encode(loop) == b'[1,{"a":2}]'
+    shared = {"k": [1, 2]}
+    assert (
+        codec.encode([shared, shared, {"x": "é"}]) == '[{"k":[1,2]},{"k":[1,2]},{"x":"é"}]'.encode()
+    )
+    with pytest.raises(UsageError):
+        codec.encode({"bad": object()})
+    assert codec.decode(codec.encode([shared, shared])) == [[shared, shared]]
+
+
 def test_json_accepts_bytearray_and_memoryview_frames() -> None:
     assert Json().decode(bytearray(b"[1]")) == [[1]]
     assert Json().decode(memoryview(b"[2]")) == [[2]]  # type: ignore[arg-type]
