@@ -44,9 +44,7 @@ TARGETS = {
 
 def netweave_command(loop: str) -> str:
     exe = sys.executable
-    return (
-        f"{exe} -m netweave serve echo tcp://127.0.0.1:{{port}} --stack lp4,raw --loop {loop}"
-    )
+    return f"{exe} -m netweave serve echo tcp://127.0.0.1:{{port}} --stack lp4,raw --loop {loop}"
 
 
 def medians(path: Path) -> dict[tuple[str, str], float]:
@@ -63,7 +61,9 @@ def medians(path: Path) -> dict[tuple[str, str], float]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--harness", default="../shared/bench/echo_bench.py")
-    parser.add_argument("--peer-python", default=os.path.expanduser("~/.cache/bench-venv/bin/python"))
+    parser.add_argument(
+        "--peer-python", default=os.path.expanduser("~/.cache/bench-venv/bin/python")
+    )
     parser.add_argument("--peers", default=PEERS)
     parser.add_argument("--cases", default=CASES)
     parser.add_argument("--reps", type=int, default=3)

@@ -42,6 +42,7 @@ from .errors import (
     TruncatedInput,
     UsageError,
 )
+from .messages import MessageHandler, Responder, per_message
 from .registry import Registry, default_registry
 from .server import Handler, Server, serve
 from .stack import Channel, DatagramChannel, Stack, StreamChannel
@@ -63,6 +64,7 @@ __all__ = [
     "InvalidEndpoint",
     "InvalidStackSpec",
     "ListenFailed",
+    "MessageHandler",
     "MethodNotFound",
     "MissingDependency",
     "NegotiationFailed",
@@ -74,6 +76,7 @@ __all__ = [
     "Registry",
     "RemoteDeadlineExceeded",
     "RemoteError",
+    "Responder",
     "Server",
     "SessionExpired",
     "Stack",
@@ -86,5 +89,6 @@ __all__ = [
     "connect",
     "default_registry",
     "parse_endpoint",
+    "per_message",
     "serve",
 ]

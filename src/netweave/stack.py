@@ -230,6 +230,11 @@ class Channel(ABC, Generic[T]):
     def remote_address(self) -> str:
         """The peer's address as text."""
 
+    @property
+    def observer(self) -> Observer | None:
+        """The observer this channel reports its messages to, if any."""
+        return None
+
     def __aiter__(self) -> Self:
         return self
 
@@ -285,6 +290,10 @@ class StreamChannel(Channel[T]):
     @property
     def remote_address(self) -> str:
         return self._conn.remote_address
+
+    @property
+    def observer(self) -> Observer | None:
+        return self._observer
 
     async def send(self, message: T) -> None:
         data = self._stack.encode(message)
@@ -395,6 +404,10 @@ class DatagramChannel(Channel[T]):
     def remote_address(self) -> str:
         remote = self._endpoint.remote
         return "" if remote is None else _format_address(remote)
+
+    @property
+    def observer(self) -> Observer | None:
+        return self._observer
 
     async def send(self, message: T) -> None:
         await self.send_to(message, None)

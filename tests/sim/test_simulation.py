@@ -191,6 +191,26 @@ def test_run_main_is_stopped_by_a_host_failure(sim: Simulation) -> None:
     sim.close()
 
 
+class _Signal(BaseException):
+    """Stands for a test framework's outcome (pytest.skip raises a BaseException)."""
+
+
+def test_a_main_raising_a_base_exception_ends_the_run_with_it_unwrapped(
+    sim: Simulation,
+) -> None:
+    sim.add_host("a")
+
+    async def skipping() -> None:
+        await asyncio.sleep(1)
+        raise _Signal("not here")
+
+    sim.spawn("a", skipping)
+    with pytest.raises(_Signal, match="not here"):
+        sim.run()
+    assert sim.now == 1
+    sim.close()
+
+
 def test_unhandled_callback_errors_fail_the_run(sim: Simulation) -> None:
     def boom() -> None:
         raise KeyError("in a callback")

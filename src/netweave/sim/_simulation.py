@@ -49,7 +49,11 @@ DEFAULT_TRACE_KEEP = 100_000
 
 
 class HostFailed(SimulationError):
-    """A host's main raised; the original exception is ``__cause__`` (and ``error``)."""
+    """A host's main raised; the original exception is ``__cause__`` (and ``error``).
+
+    Only for ``Exception``: a main that raises another ``BaseException`` (such as
+    ``pytest.skip``'s) ends the run with that exception itself.
+    """
 
     def __init__(self, host: str, main: str, error: BaseException, at: float) -> None:
         super().__init__(
@@ -367,6 +371,10 @@ class Simulation:
             return
         first, *rest = self._failures
         self._failures.clear()
+        if isinstance(first, HostFailed) and not isinstance(first.error, Exception):
+            # Not an error but a control-flow signal (a test framework's skip or
+            # fail, SystemExit): it leaves the simulation as itself.
+            raise first.error
         if rest:
             first.add_note(f"(and {len(rest)} more failures after it)")
         raise first

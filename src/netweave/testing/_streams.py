@@ -199,6 +199,57 @@ class StreamConformance(ABC):
             if client.send_nowait(b"tail", more=True):
                 assert await receive_exactly(server, 4) == b"tail"
 
+    async def test_push_delivery_gives_every_byte_in_order_then_the_end(self) -> None:
+        """``set_receiver``: data buffered before it and data arriving after it reach the
+        receiver in order, ``receive`` is refused meanwhile, ``b""`` comes once at the end."""
+        rng = random.Random(self.seed)
+        before = rng.randbytes(3000)
+        after = [rng.randbytes(rng.randint(1, 5000)) for _ in range(50)]
+        async with self.connected() as (client, server):
+            await client.send(before)
+            await _settle()
+            got = bytearray()
+            ends = 0
+            ended = asyncio.Event()
+
+            def receiver(chunk: bytes) -> None:
+                nonlocal ends
+                if chunk:
+                    got.extend(chunk)
+                else:
+                    ends += 1
+                    ended.set()
+
+            if not server.set_receiver(receiver):
+                pytest.skip("the transport has no push delivery (set_receiver returned False)")
+            await _raises(UsageError, server.receive(), "receive() while a receiver is set")
+            sending = asyncio.create_task(_send_each(client, after))
+            await sending
+            await client.send_eof()
+            await ended.wait()
+            await _settle()
+            assert bytes(got) == before + b"".join(after)
+            assert ends == 1, "the end of stream must be pushed exactly once"
+
+    async def test_push_delivery_can_be_switched_off(self) -> None:
+        async with self.connected() as (client, server):
+            got = bytearray()
+            complete = asyncio.Event()
+
+            def receiver(chunk: bytes) -> None:
+                got.extend(chunk)
+                if got == b"pushed":
+                    complete.set()
+
+            if not server.set_receiver(receiver):
+                pytest.skip("the transport has no push delivery (set_receiver returned False)")
+            await client.send(b"pushed")
+            async with asyncio.timeout(self.timeout):
+                await complete.wait()
+            server.set_receiver(None)
+            await client.send(b"pulled")
+            assert await receive_exactly(server, 6) == b"pulled"
+
     async def test_chunk_boundaries_are_not_preserved(self) -> None:
         """Many sends may arrive as fewer receives, one as several; no byte is lost."""
         rng = random.Random(self.seed)

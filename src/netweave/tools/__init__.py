@@ -1,10 +1,10 @@
 """Command-line tool building blocks: the echo server, the ``send`` client, the
 argument/reply mapping, negotiation from the command line and event-loop
 selection. The ``netweave`` command line (:mod:`netweave.cli`) is a thin layer
-over these; benchmarks use :func:`echo`.
+over these; benchmarks run :func:`echo_message` through ``netweave serve echo``.
 """
 
-from ._echo import echo, serve_until
+from ._echo import echo, echo_message, serve_until
 from ._loops import LOOP_CHOICES, LoopName, loop_factory
 from ._messages import CODEC_FORMATS, MessageFormat, check_encodable, message_format
 from ._negotiated import (
@@ -27,6 +27,7 @@ __all__ = [
     "check_encodable",
     "describe_channel",
     "echo",
+    "echo_message",
     "exchange",
     "exchange_negotiated",
     "exchange_with",

@@ -79,6 +79,9 @@ class AsyncioStreamConnection(asyncio.Protocol, StreamConnection):
         self._reading_paused = False
         self._eof_received = False
         self._waiter: asyncio.Future[None] | None = None
+        self._receiver: Callable[[bytes], None] | None = None
+        self._receiver_ended = False
+        self._paused_for_writes = False
         # send side
         self._pending: list[bytes] = []
         self._pending_len = 0
@@ -113,6 +116,10 @@ class AsyncioStreamConnection(asyncio.Protocol, StreamConnection):
     def data_received(self, data: bytes) -> None:
         if self._observer is not None:
             self._observer(BytesReceived(self._label, len(data)))
+        receiver = self._receiver
+        if receiver is not None and not self._rbuf:
+            receiver(data)
+            return
         self._rbuf.append(data)
         self._rlen += len(data)
         waiter = self._waiter
@@ -128,6 +135,7 @@ class AsyncioStreamConnection(asyncio.Protocol, StreamConnection):
     def eof_received(self) -> bool:
         self._eof_received = True
         self._wake_receiver()
+        self._push_end()
         return True  # keep our sending side open: half-close
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -154,14 +162,23 @@ class AsyncioStreamConnection(asyncio.Protocol, StreamConnection):
         self._wake_writers()
         if not self._lost.done():
             self._lost.set_result(None)
+        self._push_end()
         if self._observer is not None:
             self._observer(ConnectionClosed(self._label, reason, None if exc is None else str(exc)))
 
     def pause_writing(self) -> None:
         self._write_paused = True
+        if self._receiver is not None and not self._reading_paused and self._transport is not None:
+            # Push delivery: stop reading until the peer takes our answers.
+            self._paused_for_writes = True
+            self._transport.pause_reading()
 
     def resume_writing(self) -> None:
         self._write_paused = False
+        if self._paused_for_writes:
+            self._paused_for_writes = False
+            if self._transport is not None and not self._closing and not self._reading_paused:
+                self._transport.resume_reading()
         self._wake_writers()
 
     # -- StreamConnection -------------------------------------------------------
@@ -181,15 +198,30 @@ class AsyncioStreamConnection(asyncio.Protocol, StreamConnection):
         if not more and not self._pending:
             # Nothing held and nothing follows: write at once (ping-pong's path).
             self._write(data)
-        elif data:
-            self._hold(data)
+        else:
+            if data:
+                self._hold(data)
             if not more:
                 self._flush()
+        return True
+
+    def set_receiver(self, receiver: Callable[[bytes], None] | None) -> bool:
+        if receiver is not None and self._waiter is not None:
+            raise UsageError(f"{self._label}: a task is waiting in receive()")
+        self._receiver = receiver
+        if receiver is not None:
+            self._loop.call_soon(self._push_buffered)
+        elif self._paused_for_writes:
+            self._paused_for_writes = False
+            if self._transport is not None and not self._closing and not self._reading_paused:
+                self._transport.resume_reading()
         return True
 
     async def receive(self, max_bytes: int | None = None) -> bytes:
         if max_bytes is not None and max_bytes < 1:
             raise UsageError(f"max_bytes must be at least 1, got {max_bytes}")
+        if self._receiver is not None:
+            raise UsageError(f"{self._label}: receive() while a push receiver is set")
         while True:
             if self._closing:
                 raise ClosedResourceError(f"{self._label}: receive after close on our side")
@@ -303,6 +335,19 @@ class AsyncioStreamConnection(asyncio.Protocol, StreamConnection):
             if self._transport is not None and not self._closing:
                 self._transport.resume_reading()
         return chunk
+
+    def _push_buffered(self) -> None:
+        """Hand chunks buffered before the receiver was set to it, then the end if it came."""
+        while self._receiver is not None and self._rbuf:
+            self._receiver(self._take(None))
+        if self._eof_received or self._lost.done():
+            self._push_end()
+
+    def _push_end(self) -> None:
+        receiver = self._receiver
+        if receiver is not None and not self._receiver_ended and not self._rbuf:
+            self._receiver_ended = True
+            receiver(b"")
 
     def _hold(self, chunk: bytes) -> None:
         """Keep ``chunk`` for the next flush (which is scheduled, or done now if 64 KiB wait)."""

@@ -19,7 +19,7 @@ transport.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, ClassVar, Literal, Self
 
@@ -93,6 +93,22 @@ class StreamConnection(ABC):
         ``MSG_MORE`` does), so the transport may hold the data to coalesce it with
         what follows; held data is still handed over before the loop's next
         iteration ends, before ``receive`` waits, and on ``close``.
+        """
+        return False
+
+    def set_receiver(self, receiver: Callable[[bytes], None] | None) -> bool:
+        """Switch to push delivery, if the transport can; the fast path of :meth:`receive`.
+
+        While a receiver is set, every chunk that arrives is handed to
+        ``receiver(chunk)`` from the transport's own callback, in order, instead
+        of waiting for :meth:`receive` (which then raises ``UsageError``); chunks
+        already buffered are handed over first, soon after the call.
+        ``receiver(b"")`` is called once when no more data will arrive (end of
+        stream, reset, or our own close). While the write buffer is above its
+        high-water mark the transport stops reading, so a receiver that answers
+        every chunk cannot make memory grow. ``None`` switches back to
+        :meth:`receive`. Returns ``False`` when the transport has no push
+        delivery (the default); the caller then reads with :meth:`receive`.
         """
         return False
 
