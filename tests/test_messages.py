@@ -326,7 +326,7 @@ async def test_a_stack_that_speaks_on_its_own_is_served_by_the_pull_form() -> No
         responder.send(message)
 
     stack = Stack([LengthPrefix(4, max_frame=1024), _Greeter(), Raw()])
-    async with _served("tcp://127.0.0.1:0", stack, per_message(note)) as (_, channel):
+    async with _served("tcp://127.0.0.1:0", stack, per_message(note), "lp4,raw") as (_, channel):
         await channel.send(b"ping")
         assert await channel.receive() == b"hello from the layer"
         assert await channel.receive() == b"ping"

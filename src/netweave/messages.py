@@ -54,17 +54,20 @@ __all__ = ["MessageHandler", "Responder", "per_message"]
 
 @final
 class Responder:
-    """How a message handler answers on its connection."""
+    """How a message handler answers on its connection.
 
-    __slots__ = ("_channel", "_replies")
+    ``send(message)`` queues ``message`` as a reply: encoded now (raising
+    ``UsageError`` for a message the stack cannot carry), sent in order,
+    without blocking.
+    """
+
+    __slots__ = ("_channel", "_replies", "send")
 
     def __init__(self, channel: Channel[Any], replies: _Replies) -> None:
         self._channel = channel
         self._replies = replies
-
-    def send(self, message: Any) -> None:
-        """Queue ``message`` as a reply: encoded now, sent in order, without blocking."""
-        self._replies.post(message)
+        # The bound method itself: one call per reply, not two, on the hot path.
+        self.send: Callable[[Any], None] = replies.post
 
     def close(self) -> None:
         """End the connection at once (replies not yet written are dropped)."""
@@ -283,14 +286,19 @@ class _PushSession:
                         ConnectionClosed(self._conn.remote_address, "protocol-error", str(exc))
                     )
                 raise
-            if messages and self._observer is not None:
+            if self._observer is not None and messages:
                 self._observer(MessageReceived(self._conn.remote_address, len(messages)))
-            replies.begin()
+            # replies.begin() and end(), inlined: this is every message's path.
+            batch: list[bytes] = []
+            replies._batch = batch
             try:
+                on_message, responder = self._on_message, self._responder
                 for message in messages:
-                    self._on_message(message, self._responder)
+                    on_message(message, responder)
             finally:
-                replies.end()
+                replies._batch = None
+            if batch and not replies.stopped:
+                replies._send(batch[0] if len(batch) == 1 else b"".join(batch))
         except Exception as exc:
             self._conn.abort()
             self._finish(exc)
