@@ -5,9 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import shutil
-import tempfile
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
@@ -31,15 +29,6 @@ from netweave.layers.base import FrameTransform
 from netweave.observe import BytesSent, ConnectionClosed, MessageReceived, RecordingObserver
 
 PUSHED = ("tcp", "unix")
-
-
-@pytest.fixture
-def sock_dir() -> Iterator[Path]:
-    path = Path(tempfile.mkdtemp(prefix="nw-"))
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 def _url(kind: str, sock_dir: Path) -> str:

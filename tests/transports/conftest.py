@@ -1,4 +1,4 @@
-"""Transport tests: the event loop each test runs on, and short socket directories.
+"""Transport tests: the event loop each test runs on (socket directories: ``tests/conftest.py``).
 
 A test class (or module) chooses its loops with ``event_loops = ("uvloop",)``;
 the default is the standard asyncio loop. pytest-asyncio's
@@ -8,10 +8,7 @@ the default is the standard asyncio loop. pytest-asyncio's
 from __future__ import annotations
 
 import asyncio
-import shutil
-import tempfile
-from collections.abc import Callable, Iterator, Mapping
-from pathlib import Path
+from collections.abc import Callable, Mapping
 
 import pytest
 
@@ -35,13 +32,3 @@ def pytest_asyncio_loop_factories(
         getattr(item, "module", None), "event_loops", ("asyncio",)
     )
     return {name: LOOP_FACTORIES[name] for name in names}
-
-
-@pytest.fixture
-def sock_dir() -> Iterator[Path]:
-    """A short, fresh directory for Unix socket files (paths are limited to ~100 bytes)."""
-    path = Path(tempfile.mkdtemp(prefix="nw-"))
-    try:
-        yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
