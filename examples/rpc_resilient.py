@@ -187,10 +187,10 @@ class KillingProxy:
         await self.server.wait_closed()
 
 
-async def main(calls: int = 200, kill_every: int = 25) -> Report:
-    server_task = asyncio.create_task(serve(f"tcp://127.0.0.1:{PORT}", random.Random(1)))
+async def main(calls: int = 200, kill_every: int = 25, port: int = PORT) -> Report:
+    server_task = asyncio.create_task(serve(f"tcp://127.0.0.1:{port}", random.Random(1)))
     await asyncio.sleep(0.2)  # let it listen
-    proxy = KillingProxy(PORT)
+    proxy = KillingProxy(port)
     proxy_port = await proxy.start()
 
     def maybe_kill(answered: int) -> None:
