@@ -320,3 +320,31 @@ async def test_a_stack_that_speaks_on_its_own_is_served_by_the_pull_form() -> No
         assert await channel.receive() == b"hello from the layer"
         assert await channel.receive() == b"ping"
     assert in_task == [True]
+
+
+async def test_closing_the_server_ends_its_message_handlers_cleanly(stream_kind: str) -> None:
+    """Open connections, one with a reply still queued by a later task: the server
+    closes them all, nothing is left running, and no warning is raised."""
+    later: list[asyncio.Task[None]] = []
+
+    def answer_later(message: Any, responder: Responder) -> None:
+        async def answer() -> None:
+            await asyncio.sleep(0.5)
+            with contextlib.suppress(ClosedResourceError):
+                responder.send(message)
+
+        later.append(asyncio.create_task(answer()))
+
+    url = "tcp://127.0.0.1:0" if stream_kind == "tcp" else "mem://closing"
+    server = await netweave.serve(url, "lp4,raw", per_message(answer_later))
+    channels = [await netweave.connect(server.url, "lp4,raw") for _ in range(3)]
+    for channel in channels:
+        await channel.send(b"question")
+    await _until(lambda: len(later) == 3, "every question reached the handler")
+    await server.close()
+    assert server.connections == 0
+    for channel in channels:
+        with pytest.raises((EndOfStream, ConnectionBroken)):
+            await asyncio.wait_for(channel.receive(), timeout=5)
+        channel.abort()
+    await asyncio.gather(*later)
