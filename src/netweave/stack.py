@@ -54,7 +54,7 @@ def _misfit_hint(lower: Layer[Any, Any], upper: Layer[Any, Any]) -> str:
 class Stack:
     """Layers composed bottom first, with bulk decode and one-call encode."""
 
-    __slots__ = ("_active", "_down", "_layers", "_observer", "_spec", "_talkers", "_up")
+    __slots__ = ("_active", "_down", "_layers", "_lone", "_observer", "_spec", "_talkers", "_up")
 
     def __init__(
         self,
@@ -80,6 +80,8 @@ class Stack:
         self._active = tuple(layer for layer in self._layers if not layer.identity)
         self._up = self._active
         self._down = tuple(reversed(self._active))
+        # The only layer that does anything (``lp4,raw``: raw is an identity), if so.
+        self._lone = self._active[0] if len(self._active) == 1 else None
         self._talkers = tuple(
             i
             for i, layer in enumerate(self._active)
@@ -142,6 +144,9 @@ class Stack:
     def decode(self, data: bytes) -> list[Any]:
         """Feed received bytes (or one datagram); return every message now complete."""
         try:
+            lone = self._lone
+            if lone is not None:
+                return lone.decode(data)
             units: list[Any] = [data]
             for layer in self._up:
                 if len(units) == 1:
