@@ -26,7 +26,7 @@ reproducible.
 from __future__ import annotations
 
 import itertools
-import random
+import random  # determinism: ok (seeded random.Random instances only, never the global functions)
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from typing import Any, ClassVar

@@ -26,7 +26,7 @@ affected tests adapt or skip with that reason.
 from __future__ import annotations
 
 import asyncio
-import random
+import random  # determinism: ok (seeded random.Random instances only, never the global functions)
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable
 from contextlib import asynccontextmanager
