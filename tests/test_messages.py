@@ -348,3 +348,20 @@ async def test_closing_the_server_ends_its_message_handlers_cleanly(stream_kind:
             await asyncio.wait_for(channel.receive(), timeout=5)
         channel.abort()
     await asyncio.gather(*later)
+
+
+async def test_a_datagram_reply_that_is_not_bytes_raises_to_the_handler() -> None:
+    errors: list[Exception] = []
+
+    def answer(message: Any, responder: Responder) -> None:
+        try:
+            responder.send("text, not bytes")
+        except UsageError as exc:
+            errors.append(exc)
+            responder.send(b"bytes")
+
+    async with _served("udp://127.0.0.1:0", "raw", per_message(answer)) as (_, channel):
+        await channel.send(b"hi")
+        assert await asyncio.wait_for(channel.receive(), timeout=5) == b"bytes"
+    assert len(errors) == 1
+    assert "carries bytes" in str(errors[0])

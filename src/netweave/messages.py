@@ -40,7 +40,6 @@ from .errors import (
     ConnectionBroken,
     EndOfStream,
     ProtocolError,
-    UsageError,
 )
 from .observe import ConnectionClosed, MessageReceived, MessageSent
 from .stack import Channel, DatagramChannel, StreamChannel
@@ -228,28 +227,16 @@ async def _pull(channel: Channel[Any], on_message: MessageHandler) -> None:
 
 
 def _pull_replies(channel: Channel[Any]) -> _Replies:
-    encode = channel.stack.encode
     address = channel.remote_address
     if isinstance(channel, StreamChannel):
         conn = channel.connection
+        encode = channel.stack.encode
         return _Replies(address, encode, conn.send_nowait, conn.send, channel.observer)
     if isinstance(channel, DatagramChannel):
         endpoint = channel.endpoint
-        spec = channel.stack.spec
-
-        def encode_datagram(message: Any) -> bytes:
-            data = encode(message)
-            if not isinstance(data, bytes | bytearray | memoryview):
-                # Only identity layers (raw) let a non-bytes message get this far.
-                raise UsageError(
-                    f"stack {spec!r} cannot send a {type(message).__name__}; "
-                    f"it carries bytes (use a codec such as json for objects)"
-                )
-            return data
-
         return _Replies(
             address,
-            encode_datagram,
+            channel.encode,
             lambda data: False,
             lambda data: endpoint.send_to(data, None),
             channel.observer,

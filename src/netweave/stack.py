@@ -419,6 +419,13 @@ class DatagramChannel(Channel[T]):
 
     async def send_to(self, message: T, address: Address | None) -> None:
         """Send one message as one datagram to ``address`` (the connected peer if ``None``)."""
+        data = self.encode(message)
+        if self._observer is not None:
+            self._observer(MessageSent(self.remote_address, len(data)))
+        await self._endpoint.send_to(data, address)
+
+    def encode(self, message: T) -> bytes:
+        """The datagram that carries ``message`` (``UsageError`` if the stack cannot)."""
         data = self._stack.encode(message)
         if not isinstance(data, bytes | bytearray | memoryview):
             # Only identity layers (raw) let a non-bytes message get this far.
@@ -426,9 +433,7 @@ class DatagramChannel(Channel[T]):
                 f"stack {self._stack.spec!r} cannot send a {type(message).__name__}; "
                 f"it carries bytes (use a codec such as json for objects)"
             )
-        if self._observer is not None:
-            self._observer(MessageSent(self.remote_address, len(data)))
-        await self._endpoint.send_to(data, address)
+        return data
 
     async def receive(self) -> T:
         message, _ = await self.receive_from()
